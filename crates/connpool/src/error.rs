@@ -1,0 +1,319 @@
+//! One error type for the whole crate, with a [`ErrorKind`] that says what
+//! went wrong and helpers that answer the questions a caller actually has:
+//! "was this the stale-connection race?" ([`Error::is_stale`]), "did I hit a
+//! pool bound?" ([`Error::is_pool_limit`]), "for which key?" ([`Error::key`]).
+//!
+//! Errors are boxed so that `Result<T, Error>` stays one word wide on the hot
+//! path; building one is the cold path.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use crate::pool::KeyStats;
+
+/// What went wrong.
+///
+/// The kinds are stable words for dashboards and retry decisions; the
+/// message of [`Error`] carries the detail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A write found the peer gone (`EPIPE`): the connection was closed by
+    /// the server, typically while it sat idle in a pool.
+    BrokenPipe,
+    /// The peer reset the connection (`ECONNRESET`, `ECONNABORTED`).
+    ConnectionReset,
+    /// The peer closed the connection (EOF) before a complete message.
+    UnexpectedEof,
+    /// Nobody listens at the address (`ECONNREFUSED`).
+    ConnectRefused,
+    /// Connecting took longer than the connect timeout.
+    ConnectTimeout,
+    /// Connecting failed for another reason (unreachable network, …).
+    Connect,
+    /// The key's host name did not resolve to any address.
+    Resolve,
+    /// A caller waited for a free connection longer than the pool's
+    /// `wait_timeout`.
+    PoolWaitTimeout,
+    /// The key already had `max_waiters_per_key` callers waiting, so this
+    /// caller was refused at once rather than queued.
+    TooManyWaiters,
+    /// Any other I/O error.
+    Io,
+}
+
+impl ErrorKind {
+    /// A short lowercase name, stable for logs and metrics
+    /// (`"broken_pipe"`, `"pool_wait_timeout"`, …).
+    ///
+    /// ```
+    /// assert_eq!(connpool::ErrorKind::BrokenPipe.as_str(), "broken_pipe");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::BrokenPipe => "broken_pipe",
+            ErrorKind::ConnectionReset => "connection_reset",
+            ErrorKind::UnexpectedEof => "unexpected_eof",
+            ErrorKind::ConnectRefused => "connect_refused",
+            ErrorKind::ConnectTimeout => "connect_timeout",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Resolve => "resolve",
+            ErrorKind::PoolWaitTimeout => "pool_wait_timeout",
+            ErrorKind::TooManyWaiters => "too_many_waiters",
+            ErrorKind::Io => "io",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of every fallible connpool operation.
+///
+/// ```
+/// use connpool::{Error, ErrorKind};
+/// use std::io;
+///
+/// let err = Error::from_io(io::Error::from(io::ErrorKind::BrokenPipe));
+/// assert_eq!(err.kind(), ErrorKind::BrokenPipe);
+/// assert!(err.is_stale());
+/// ```
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    /// `Debug` of the pool key, so the error names where it happened
+    /// without making `Error` generic.
+    key: Option<String>,
+    /// For pool-bound errors: the key's state when the bound was hit.
+    state: Option<LimitState>,
+    message: Option<String>,
+    source: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+/// The bound that was hit and the key's state at that moment.
+#[derive(Clone, Copy, Debug)]
+struct LimitState {
+    bound: &'static str,
+    limit: usize,
+    waited: Option<Duration>,
+    stats: KeyStats,
+}
+
+impl Error {
+    /// A new error of `kind` with a message.
+    ///
+    /// ```
+    /// let err = connpool::Error::new(connpool::ErrorKind::Connect, "no route");
+    /// assert_eq!(err.to_string(), "connect: no route");
+    /// ```
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error::bare(kind).with_message(message)
+    }
+
+    fn bare(kind: ErrorKind) -> Error {
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                key: None,
+                state: None,
+                message: None,
+                source: None,
+            }),
+        }
+    }
+
+    /// Classifies an I/O error from an established connection: `EPIPE`
+    /// becomes [`ErrorKind::BrokenPipe`], `ECONNRESET`/`ECONNABORTED`
+    /// [`ErrorKind::ConnectionReset`], EOF [`ErrorKind::UnexpectedEof`].
+    ///
+    /// ```
+    /// use std::io;
+    /// let err = connpool::Error::from_io(io::Error::from(io::ErrorKind::ConnectionReset));
+    /// assert_eq!(err.kind(), connpool::ErrorKind::ConnectionReset);
+    /// ```
+    pub fn from_io(err: io::Error) -> Error {
+        let kind = match err.kind() {
+            io::ErrorKind::BrokenPipe => ErrorKind::BrokenPipe,
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+                ErrorKind::ConnectionReset
+            }
+            io::ErrorKind::UnexpectedEof => ErrorKind::UnexpectedEof,
+            _ => ErrorKind::Io,
+        };
+        Error::bare(kind).with_source(err)
+    }
+
+    /// Classifies an I/O error from `connect(2)`: refused, timed out, or
+    /// another connect failure.
+    ///
+    /// ```
+    /// use std::io;
+    /// let err = connpool::Error::from_connect_io(io::Error::from(io::ErrorKind::ConnectionRefused));
+    /// assert_eq!(err.kind(), connpool::ErrorKind::ConnectRefused);
+    /// assert!(err.is_connect());
+    /// ```
+    pub fn from_connect_io(err: io::Error) -> Error {
+        let kind = match err.kind() {
+            io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
+            io::ErrorKind::TimedOut => ErrorKind::ConnectTimeout,
+            _ => ErrorKind::Connect,
+        };
+        Error::bare(kind).with_source(err)
+    }
+
+    pub(crate) fn limit(
+        kind: ErrorKind,
+        bound: &'static str,
+        limit: usize,
+        waited: Option<Duration>,
+        stats: KeyStats,
+    ) -> Error {
+        let mut err = Error::bare(kind);
+        err.inner.state = Some(LimitState {
+            bound,
+            limit,
+            waited,
+            stats,
+        });
+        err
+    }
+
+    /// Adds a human-readable detail to the message.
+    pub fn with_message(mut self, message: impl Into<String>) -> Error {
+        self.inner.message = Some(message.into());
+        self
+    }
+
+    /// Records the underlying cause, returned by [`std::error::Error::source`].
+    pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Error {
+        self.inner.source = Some(Box::new(source));
+        self
+    }
+
+    /// Records the pool key the error happened for (its `Debug` form).
+    /// The pool does this for every error it returns.
+    pub fn with_key(mut self, key: &impl fmt::Debug) -> Error {
+        self.inner.key = Some(format!("{key:?}"));
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// The `Debug` form of the key this error happened for, if known.
+    pub fn key(&self) -> Option<&str> {
+        self.inner.key.as_deref()
+    }
+
+    /// For [`ErrorKind::PoolWaitTimeout`] and [`ErrorKind::TooManyWaiters`]:
+    /// the key's idle, checked-out, connecting and waiting counts when the
+    /// bound was hit.
+    pub fn pool_state(&self) -> Option<KeyStats> {
+        self.inner.state.map(|s| s.stats)
+    }
+
+    /// True for the failures of the keep-alive race: the peer had closed
+    /// or reset the connection (broken pipe, reset, unexpected EOF).
+    pub fn is_stale(&self) -> bool {
+        matches!(
+            self.kind(),
+            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof
+        )
+    }
+
+    /// True when no connection could be opened (refused, timed out,
+    /// unresolvable, other connect failure).
+    pub fn is_connect(&self) -> bool {
+        matches!(
+            self.kind(),
+            ErrorKind::ConnectRefused
+                | ErrorKind::ConnectTimeout
+                | ErrorKind::Connect
+                | ErrorKind::Resolve
+        )
+    }
+
+    /// True when a pool bound refused or timed out the caller.
+    pub fn is_pool_limit(&self) -> bool {
+        matches!(
+            self.kind(),
+            ErrorKind::PoolWaitTimeout | ErrorKind::TooManyWaiters
+        )
+    }
+
+    /// True for every kind of timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self.kind(),
+            ErrorKind::ConnectTimeout | ErrorKind::PoolWaitTimeout
+        )
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        match inner.kind {
+            ErrorKind::PoolWaitTimeout => f.write_str("timed out waiting for a pooled connection")?,
+            ErrorKind::TooManyWaiters => f.write_str("too many callers waiting for a pooled connection")?,
+            kind => f.write_str(kind.as_str())?,
+        }
+        if let Some(key) = &inner.key {
+            write!(f, " (key {key})")?;
+        }
+        if let Some(s) = &inner.state {
+            if let Some(waited) = s.waited {
+                write!(f, " after {waited:?}")?;
+            }
+            let k = s.stats;
+            write!(
+                f,
+                ": {}={} reached; {} checked out, {} idle, {} connecting, {} waiting",
+                s.bound, s.limit, k.checked_out, k.idle, k.connecting, k.waiters
+            )?;
+        }
+        if let Some(message) = &inner.message {
+            write!(f, ": {message}")?;
+        }
+        if let Some(source) = &inner.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.inner.kind)
+            .field("key", &self.inner.key)
+            .field("message", &self.to_string())
+            .finish()
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn StdError + 'static))
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(err: io::Error) -> Error {
+        Error::from_io(err)
+    }
+}

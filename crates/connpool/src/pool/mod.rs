@@ -1,0 +1,628 @@
+//! A generic keyed connection pool.
+//!
+//! A [`Pool`] keeps connections per *key* (a host, a shard, a database)
+//! and hands them out through a [`Manager`] that knows how to open one and
+//! how to check one cheaply before reuse. Everything else is the pool's:
+//!
+//! * **Bounds.** `max_conns_per_key` counts idle, checked-out *and*
+//!   connecting connections; a caller over it waits, first come first
+//!   served, for at most `wait_timeout`, and one more than
+//!   `max_waiters_per_key` is refused at once. Idle connections are bounded
+//!   per key and in total.
+//! * **Check before use.** At checkout an idle connection is rejected if
+//!   it is past its idle timeout or lifetime, or if the manager's
+//!   [`check`](Manager::check) fails (for TCP: a non-blocking peek shows
+//!   the peer's FIN, an RST, or bytes nobody asked for). The next idle
+//!   connection, or a new one, is tried instead, so the caller never sees
+//!   the stale one.
+//! * **Return only at a message boundary.** A checked-out connection is a
+//!   [`PooledConn`] guard. Only [`PooledConn::release`] puts it back; a
+//!   guard dropped any other way — an early `return`, a `?`, a cancelled
+//!   future, a panic — closes the connection and frees its slot, because
+//!   nobody can know what half-written request or half-read response it
+//!   still carries. The safe thing is the thing that happens by default.
+//! * **Cancellation safety.** Every unit of capacity is owned by exactly one
+//!   guard at a time (see `state.rs`); dropping a waiting or connecting
+//!   `get` future hands its unit on to the next waiter. Nothing leaks.
+//! * **Expiry without a task per connection.** One reaper task per pool
+//!   evicts expired idle connections and reports suspected leaks; it holds
+//!   only a weak reference and ends when the pool is dropped.
+//! * **Observability.** Every step is an [`Event`](crate::Event) and a
+//!   `tracing` event; [`Pool::stats`] gives counts per key and counters.
+//!
+//! ```
+//! use connpool::{Error, Manager, Pool};
+//!
+//! struct Numbers;
+//! impl Manager<&'static str> for Numbers {
+//!     type Conn = u32;
+//!     async fn connect(&self, _key: &&'static str) -> Result<u32, Error> {
+//!         Ok(7)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Error> {
+//! let pool = Pool::builder(Numbers).max_conns_per_key(4).build();
+//! let conn = pool.get(&"db-1").await?;
+//! assert_eq!(*conn, 7);
+//! conn.release(); // at a message boundary: back to the pool
+//! let again = pool.get(&"db-1").await?;
+//! assert!(again.is_reused());
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod guard;
+mod reaper;
+mod state;
+mod stats;
+
+pub use config::PoolConfig;
+pub use guard::PooledConn;
+pub use stats::{Counters, KeyStats, PoolStats};
+
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::panic::Location;
+use std::sync::{Arc, Mutex, MutexGuard, Once};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::events::{self, ConnId, Event, EventKind, Observer, WaitOutcome};
+use crate::{CloseReason, Error, ErrorKind, EvictReason};
+use state::{Aftermath, Grant, State, Take, Tracked};
+
+/// What a pool key must be: cheap to clone (it is cloned once per new
+/// connection and once per new key), hashable, printable for errors and
+/// events. `SocketAddr`, `Arc<str>`, `&'static str` and small tuples are
+/// good keys. Implemented for every such type.
+pub trait Key: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static {}
+impl<T: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static> Key for T {}
+
+/// Opens and checks connections for a pool.
+///
+/// ```
+/// use connpool::{Error, EvictReason, Manager};
+///
+/// struct Counter;
+/// impl Manager<u8> for Counter {
+///     type Conn = Vec<u8>;
+///     async fn connect(&self, key: &u8) -> Result<Vec<u8>, Error> {
+///         Ok(vec![*key])
+///     }
+///     fn check(&self, conn: &mut Vec<u8>) -> Result<(), EvictReason> {
+///         if conn.len() > 100 { Err(EvictReason::Unhealthy) } else { Ok(()) }
+///     }
+/// }
+/// ```
+pub trait Manager<K>: Send + Sync + 'static {
+    /// The connection type.
+    type Conn: Send + 'static;
+
+    /// Opens a new connection for `key`. The pool adds the key to the
+    /// error. Timeouts are the manager's business (the TCP manager has a
+    /// connect timeout).
+    fn connect(&self, key: &K) -> impl Future<Output = Result<Self::Conn, Error>> + Send;
+
+    /// Checks an idle connection just before it is handed out. It runs on
+    /// every reuse, so it must be cheap and must not block (the TCP
+    /// manager's is one non-blocking `recv(MSG_PEEK)`). A connection that
+    /// fails is evicted with the returned reason and the next one is tried.
+    fn check(&self, conn: &mut Self::Conn) -> Result<(), EvictReason> {
+        let _ = conn;
+        Ok(())
+    }
+}
+
+/// A keyed connection pool; see the [module docs](self). Cloning is cheap
+/// and clones share the pool.
+pub struct Pool<K: Key, M: Manager<K>> {
+    shared: Arc<Shared<K, M>>,
+}
+
+impl<K: Key, M: Manager<K>> Clone for Pool<K, M> {
+    fn clone(&self) -> Self {
+        Pool {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// What a pool and its guards share.
+pub(crate) struct Shared<K: Key, M: Manager<K>> {
+    pub(crate) manager: M,
+    pub(crate) config: PoolConfig,
+    observer: Option<Arc<dyn Observer<K>>>,
+    state: Mutex<State<K, M::Conn>>,
+    reaper_started: Once,
+    /// Wakes the reaper so it notices the pool is gone.
+    reaper_shutdown: Arc<Notify>,
+}
+
+/// Builds a [`Pool`]: the settings of [`PoolConfig`] plus an observer.
+///
+/// ```
+/// # use connpool::{Error, Manager, Pool};
+/// # struct M; impl Manager<u8> for M { type Conn = (); async fn connect(&self, _: &u8) -> Result<(), Error> { Ok(()) } }
+/// use std::time::Duration;
+/// let pool = Pool::builder(M)
+///     .max_conns_per_key(8)
+///     .wait_timeout(Duration::from_millis(200))
+///     .idle_timeout(Some(Duration::from_secs(4)))
+///     .observer(|e: &connpool::Event<'_, u8>| println!("{:?}", e.kind))
+///     .build();
+/// ```
+pub struct PoolBuilder<K: Key, M: Manager<K>> {
+    manager: M,
+    config: PoolConfig,
+    observer: Option<Arc<dyn Observer<K>>>,
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.config.$name = value;
+            self
+        }
+    )*};
+}
+
+impl<K: Key, M: Manager<K>> PoolBuilder<K, M> {
+    /// Replaces all settings at once.
+    pub fn config(mut self, config: PoolConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    setters! {
+        /// See [`PoolConfig::max_conns_per_key`].
+        max_conns_per_key: usize;
+        /// See [`PoolConfig::max_idle_per_key`].
+        max_idle_per_key: usize;
+        /// See [`PoolConfig::max_idle_total`].
+        max_idle_total: usize;
+        /// See [`PoolConfig::max_waiters_per_key`].
+        max_waiters_per_key: usize;
+        /// See [`PoolConfig::wait_timeout`].
+        wait_timeout: std::time::Duration;
+        /// See [`PoolConfig::idle_timeout`].
+        idle_timeout: Option<std::time::Duration>;
+        /// See [`PoolConfig::max_lifetime`].
+        max_lifetime: Option<std::time::Duration>;
+        /// See [`PoolConfig::leak_threshold`].
+        leak_threshold: Option<std::time::Duration>;
+        /// See [`PoolConfig::reap_interval`].
+        reap_interval: Option<std::time::Duration>;
+    }
+
+    /// Sets the observer that receives every [`Event`].
+    pub fn observer(mut self, observer: impl Observer<K>) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// Builds the pool. Its reaper task starts on the tokio runtime of the
+    /// first checkout.
+    pub fn build(self) -> Pool<K, M> {
+        Pool {
+            shared: Arc::new(Shared {
+                manager: self.manager,
+                config: self.config,
+                observer: self.observer,
+                state: Mutex::new(State::new()),
+                reaper_started: Once::new(),
+                reaper_shutdown: Arc::new(Notify::new()),
+            }),
+        }
+    }
+}
+
+impl<K: Key, M: Manager<K>> Pool<K, M> {
+    /// A pool with default settings.
+    pub fn new(manager: M) -> Self {
+        Pool::builder(manager).build()
+    }
+
+    /// Starts building a pool.
+    pub fn builder(manager: M) -> PoolBuilder<K, M> {
+        PoolBuilder {
+            manager,
+            config: PoolConfig::default(),
+            observer: None,
+        }
+    }
+
+    /// The pool's settings.
+    pub fn config(&self) -> &PoolConfig {
+        &self.shared.config
+    }
+
+    /// The manager.
+    pub fn manager(&self) -> &M {
+        &self.shared.manager
+    }
+
+    /// Checks out a connection for `key`: a checked idle one if there is
+    /// one, else a new one if the key is under its cap, else the first one
+    /// freed, waiting at most `wait_timeout`.
+    ///
+    /// The place this is called from is remembered for leak reports.
+    ///
+    /// # Errors
+    /// The manager's connect error (with the key), or
+    /// [`ErrorKind::PoolWaitTimeout`] / [`ErrorKind::TooManyWaiters`] with
+    /// the key's state.
+    ///
+    /// # Cancellation
+    /// Dropping the future at any point frees whatever it held: a waiting
+    /// place, a connect in progress, or a connection handed to it.
+    #[track_caller]
+    pub fn get<'a>(
+        &'a self,
+        key: &'a K,
+    ) -> impl Future<Output = Result<PooledConn<K, M>, Error>> + Send + 'a {
+        let location = Location::caller();
+        self.checkout(key, location)
+    }
+
+    async fn checkout(
+        &self,
+        key: &K,
+        location: &'static Location<'static>,
+    ) -> Result<PooledConn<K, M>, Error> {
+        let shared = &*self.shared;
+        reaper::start(&self.shared);
+        // The connection that failed its check on the previous turn.
+        let mut failed: Option<(Tracked<K, M::Conn>, EvictReason)> = None;
+        loop {
+            let mut after = Aftermath::new();
+            let take = shared.lock().take(
+                &shared.config,
+                key,
+                failed.as_mut().map(|(tracked, reason)| (tracked, *reason)),
+                location,
+                Instant::now(),
+                &mut after,
+            );
+            if let Some((tracked, reason)) = failed.take() {
+                after.closing.push((tracked, CloseReason::Evicted(reason)));
+            }
+            shared.finish(after);
+            let (tracked, idle_for) = match take {
+                Take::Idle { tracked, idle_for } => (tracked, idle_for),
+                Take::Connect(id) => return self.connect(key, id, location).await,
+                Take::Wait { id, rx, waiters } => {
+                    match self.wait(key, id, rx, waiters, location).await? {
+                        Grant::Conn(tracked) => (tracked, std::time::Duration::ZERO),
+                        Grant::Permit(id) => return self.connect(key, id, location).await,
+                    }
+                }
+                Take::Refused(stats) => {
+                    shared.emit(key, None, EventKind::Refused { waiters: stats.waiters });
+                    return Err(Error::limit(
+                        ErrorKind::TooManyWaiters,
+                        "max_waiters_per_key",
+                        shared.config.max_waiters_per_key,
+                        None,
+                        stats,
+                    )
+                    .with_key(key));
+                }
+            };
+            let mut conn = PooledConn::new(self.shared.clone(), tracked, idle_for);
+            match shared.manager.check(&mut conn) {
+                Ok(()) => {
+                    shared.emit(
+                        key,
+                        Some(conn.id()),
+                        EventKind::Reused {
+                            idle_for,
+                            previous_uses: conn.uses() - 1,
+                        },
+                    );
+                    return Ok(conn);
+                }
+                // Keep the unit: the next `take` trades it for another try.
+                Err(reason) => failed = Some((conn.disarm(), reason)),
+            }
+        }
+    }
+
+    /// Waits for a grant; on timeout or cancellation the waiting place is
+    /// given up, and a grant that raced in is handed on.
+    async fn wait(
+        &self,
+        key: &K,
+        id: u64,
+        rx: tokio::sync::oneshot::Receiver<Grant<K, M::Conn>>,
+        waiters: usize,
+        location: &'static Location<'static>,
+    ) -> Result<Grant<K, M::Conn>, Error> {
+        let shared = &*self.shared;
+        shared.emit(key, None, EventKind::WaitStarted { waiters });
+        let started = Instant::now();
+        let mut wait = WaitGuard {
+            shared,
+            key,
+            id,
+            rx: Some(rx),
+            started,
+        };
+        let rx = wait.rx.as_mut().expect("set above");
+        match tokio::time::timeout(shared.config.wait_timeout, rx).await {
+            Ok(Ok(mut grant)) => {
+                wait.rx = None;
+                let waited = started.elapsed();
+                shared.emit(
+                    key,
+                    None,
+                    EventKind::WaitEnded {
+                        waited,
+                        outcome: WaitOutcome::Granted,
+                    },
+                );
+                if let Grant::Conn(tracked) = &mut grant {
+                    shared.lock().begin_granted_checkout(
+                        &shared.config,
+                        tracked,
+                        location,
+                        Instant::now(),
+                    );
+                }
+                Ok(grant)
+            }
+            // Senders live in the pool's state, which outlives this borrow,
+            // and are only dropped after sending; kept as an error anyway.
+            Ok(Err(_closed)) => {
+                wait.rx = None;
+                Err(Error::new(ErrorKind::Io, "the pool dropped a waiter").with_key(key))
+            }
+            Err(_elapsed) => {
+                let stats = wait.give_up(true);
+                let waited = started.elapsed();
+                Err(Error::limit(
+                    ErrorKind::PoolWaitTimeout,
+                    "max_conns_per_key",
+                    shared.config.max_conns_per_key,
+                    Some(waited),
+                    stats,
+                )
+                .with_key(key))
+            }
+        }
+    }
+
+    /// Opens connection `id` with a connecting unit already owned.
+    async fn connect(
+        &self,
+        key: &K,
+        id: ConnId,
+        location: &'static Location<'static>,
+    ) -> Result<PooledConn<K, M>, Error> {
+        let shared = &*self.shared;
+        let unit = ConnectGuard {
+            shared,
+            key,
+            armed: true,
+        };
+        shared.emit(key, Some(id), EventKind::Connecting);
+        let started = Instant::now();
+        match shared.manager.connect(key).await {
+            Ok(conn) => {
+                let now = Instant::now();
+                let mut tracked = Tracked {
+                    conn,
+                    key: key.clone(),
+                    id,
+                    created: now,
+                    uses: 1,
+                    idle_timeout: None,
+                    checkout: None,
+                };
+                shared
+                    .lock()
+                    .connected(&shared.config, &mut tracked, location, now);
+                unit.disarm();
+                shared.emit(
+                    key,
+                    Some(id),
+                    EventKind::Connected {
+                        took: now - started,
+                    },
+                );
+                Ok(PooledConn::new(self.shared.clone(), tracked, std::time::Duration::ZERO))
+            }
+            Err(err) => {
+                let err = err.with_key(key);
+                unit.disarm();
+                shared
+                    .lock()
+                    .connect_abandoned(key, true);
+                shared.emit(
+                    key,
+                    Some(id),
+                    EventKind::ConnectFailed { error: err.kind() },
+                );
+                Err(err)
+            }
+        }
+    }
+
+    /// The state of one key now.
+    pub fn key_stats(&self, key: &K) -> KeyStats {
+        self.shared.lock().key_stats(key)
+    }
+
+    /// A snapshot of every key and of the counters.
+    pub fn stats(&self) -> PoolStats<K> {
+        let (total, keys, counters) = self.shared.lock().all_stats();
+        PoolStats {
+            total,
+            keys,
+            counters,
+        }
+    }
+
+    /// Evicts expired idle connections and reports suspected leaks now,
+    /// as the reaper does periodically.
+    pub fn reap_now(&self) {
+        self.shared.reap();
+    }
+}
+
+impl<K: Key, M: Manager<K>> fmt::Debug for Pool<K, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("config", &self.shared.config)
+            .field("total", &self.stats().total)
+            .finish()
+    }
+}
+
+impl<K: Key, M: Manager<K>> Shared<K, M> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<K, M::Conn>> {
+        // No code panics while holding the lock, but if some did, the
+        // counts are still the best information there is.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn emit(&self, key: &K, conn: Option<ConnId>, kind: EventKind) {
+        let event = Event { key, conn, kind };
+        if let Some(observer) = &self.observer {
+            observer.on_event(&event);
+        }
+        events::trace(&event);
+    }
+
+    /// Does what was left for after the lock: emits events and closes
+    /// connections.
+    pub(crate) fn finish(&self, after: Aftermath<K, M::Conn>) {
+        for (tracked, reason) in after.closing {
+            if let CloseReason::Evicted(reason) = reason {
+                self.emit(&tracked.key, Some(tracked.id), EventKind::Evicted { reason });
+            }
+            self.emit(&tracked.key, Some(tracked.id), EventKind::Closed { reason });
+            drop(tracked);
+        }
+        for (key, conn, held_for, checked_out_at) in after.leaks {
+            self.emit(
+                &key,
+                Some(conn),
+                EventKind::LeakSuspected {
+                    held_for,
+                    checked_out_at,
+                },
+            );
+        }
+    }
+
+    fn reap(&self) {
+        let mut after = Aftermath::new();
+        self.lock().reap(&self.config, Instant::now(), &mut after);
+        self.finish(after);
+    }
+}
+
+impl<K: Key, M: Manager<K>> Drop for Shared<K, M> {
+    fn drop(&mut self) {
+        self.reaper_shutdown.notify_one();
+        let idle = self.lock().drain_idle();
+        for tracked in idle {
+            self.emit(
+                &tracked.key,
+                Some(tracked.id),
+                EventKind::Closed {
+                    reason: CloseReason::PoolDropped,
+                },
+            );
+        }
+    }
+}
+
+/// Owns a connecting unit until the connect resolves; dropped early (the
+/// `get` future was cancelled mid-connect) it frees the unit.
+struct ConnectGuard<'a, K: Key, M: Manager<K>> {
+    shared: &'a Shared<K, M>,
+    key: &'a K,
+    armed: bool,
+}
+
+impl<K: Key, M: Manager<K>> ConnectGuard<'_, K, M> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl<K: Key, M: Manager<K>> Drop for ConnectGuard<'_, K, M> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared
+                .lock()
+                .connect_abandoned(self.key, false);
+        }
+    }
+}
+
+/// Owns a waiting place; dropped before a grant was taken (timeout,
+/// cancellation) it leaves the queue and hands on any grant that raced in.
+struct WaitGuard<'a, K: Key, M: Manager<K>> {
+    shared: &'a Shared<K, M>,
+    key: &'a K,
+    id: u64,
+    rx: Option<tokio::sync::oneshot::Receiver<Grant<K, M::Conn>>>,
+    started: Instant,
+}
+
+impl<K: Key, M: Manager<K>> WaitGuard<'_, K, M> {
+    /// Leaves the queue; returns the key's state afterwards.
+    fn give_up(&mut self, timed_out: bool) -> KeyStats {
+        let Some(mut rx) = self.rx.take() else {
+            return KeyStats::default();
+        };
+        let shared = self.shared;
+        let mut after = Aftermath::new();
+        let stats = {
+            let mut state = shared.lock();
+            if !state.cancel_wait(self.key, self.id, timed_out) {
+                // Already dequeued: the grant is in the channel (the sender
+                // sends under the lock we hold, so it is there now).
+                rx.close();
+                if let Ok(grant) = rx.try_recv() {
+                    state.return_unused_grant(
+                        &shared.config,
+                        self.key,
+                        grant,
+                        Instant::now(),
+                        &mut after,
+                    );
+                }
+            }
+            state.key_stats(self.key)
+        };
+        shared.finish(after);
+        let outcome = if timed_out {
+            WaitOutcome::TimedOut
+        } else {
+            WaitOutcome::Cancelled
+        };
+        shared.emit(
+            self.key,
+            None,
+            EventKind::WaitEnded {
+                waited: self.started.elapsed(),
+                outcome,
+            },
+        );
+        stats
+    }
+}
+
+impl<K: Key, M: Manager<K>> Drop for WaitGuard<'_, K, M> {
+    fn drop(&mut self) {
+        self.give_up(false);
+    }
+}

@@ -1,0 +1,635 @@
+//! The pool's bookkeeping: everything that happens under its one lock.
+//!
+//! This file is the pool's policy, synchronous and free of I/O, so it can be
+//! read (and checked) on its own. Each key has a [`KeyState`]: an
+//! [`IdleList`] (most recently used at the back), counts of checked-out and
+//! connecting connections, and its [`Waiters`]. A key's *units* are its idle,
+//! checked-out and connecting connections; `max_conns_per_key` bounds them.
+//!
+//! Every unit has exactly one owner at a time, and ownership moves only here:
+//!
+//! * [`State::take`] gives the caller an idle connection or the right to
+//!   connect, or queues it as a waiter;
+//! * when a unit is freed (a connection closed, a connect failed) it goes to
+//!   the oldest live waiter as a [`Grant::Permit`]; a connection given back
+//!   at a message boundary goes to the oldest live waiter as a
+//!   [`Grant::Conn`], else to the idle list;
+//! * anything that must happen outside the lock — emitting events, closing
+//!   sockets — is collected in an [`Aftermath`].
+//!
+//! Invariant: a key with waiters has no idle connections and is at its cap;
+//! a key with nothing idle, checked out, connecting or waiting is removed.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::panic::Location;
+use std::time::Duration;
+
+use slab::Slab;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::{KeyStats, PoolConfig};
+use crate::events::ConnId;
+use crate::{CloseReason, Counters, EvictReason};
+
+/// A connection with what the pool knows about it. It travels with the
+/// connection: idle, checked out, or handed to a waiter.
+pub(crate) struct Tracked<K, C> {
+    pub conn: C,
+    pub key: K,
+    pub id: ConnId,
+    pub created: Instant,
+    /// Checkouts so far, the current one included.
+    pub uses: u64,
+    /// A cap on this connection's idle timeout (from a server hint, say).
+    pub idle_timeout: Option<Duration>,
+    /// Its record in [`State::checkouts`] while checked out with leak
+    /// detection on.
+    pub checkout: Option<usize>,
+}
+
+struct IdleEntry<K, C> {
+    tracked: Tracked<K, C>,
+    since: Instant,
+}
+
+/// Idle connections of one key, least recently used at the front.
+///
+/// Checkout takes from the back (LIFO): the most recently used connection
+/// is the one least likely to have hit the server's idle timeout, and the
+/// ones at the front are left to expire, which shrinks the pool after a
+/// burst.
+pub(crate) struct IdleList<K, C> {
+    entries: VecDeque<IdleEntry<K, C>>,
+}
+
+impl<K, C> IdleList<K, C> {
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn oldest_since(&self) -> Option<Instant> {
+        self.entries.front().map(|e| e.since)
+    }
+
+    fn pop_oldest(&mut self) -> Option<Tracked<K, C>> {
+        self.entries.pop_front().map(|e| e.tracked)
+    }
+
+    /// Moves every expired entry into `out`.
+    fn drain_expired(
+        &mut self,
+        config: &PoolConfig,
+        now: Instant,
+        mut out: impl FnMut(Tracked<K, C>, EvictReason),
+    ) {
+        if !self
+            .entries
+            .iter()
+            .any(|e| expiry(config, &e.tracked, Some(e.since), now).is_some())
+        {
+            return;
+        }
+        for entry in std::mem::take(&mut self.entries) {
+            match expiry(config, &entry.tracked, Some(entry.since), now) {
+                Some(reason) => out(entry.tracked, reason),
+                None => self.entries.push_back(entry),
+            }
+        }
+    }
+}
+
+/// Why `tracked` may not be (re)used now, if it may not. `idle_since` is
+/// `None` for a connection that was just given back.
+fn expiry<K, C>(
+    config: &PoolConfig,
+    tracked: &Tracked<K, C>,
+    idle_since: Option<Instant>,
+    now: Instant,
+) -> Option<EvictReason> {
+    if let Some(lifetime) = config.max_lifetime {
+        if now.saturating_duration_since(tracked.created) >= lifetime {
+            return Some(EvictReason::MaxLifetime);
+        }
+    }
+    let idle_timeout = match (config.idle_timeout, tracked.idle_timeout) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if let Some(timeout) = idle_timeout {
+        let idle_for = idle_since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+        // A zero timeout means "never reuse", even when no time has passed.
+        if timeout.is_zero() || idle_for >= timeout {
+            return Some(EvictReason::IdleTimeout);
+        }
+    }
+    None
+}
+
+/// What a waiter receives.
+pub(crate) enum Grant<K, C> {
+    /// A connection given back at a message boundary; the waiter owns its
+    /// checked-out unit.
+    Conn(Tracked<K, C>),
+    /// The right to open a connection with this id; the waiter owns a
+    /// connecting unit.
+    Permit(ConnId),
+}
+
+struct Waiter<K, C> {
+    id: u64,
+    tx: oneshot::Sender<Grant<K, C>>,
+}
+
+/// Callers waiting for a key, oldest first.
+pub(crate) struct Waiters<K, C> {
+    queue: VecDeque<Waiter<K, C>>,
+}
+
+impl<K, C> Waiters<K, C> {
+    /// Hands `grant` to the oldest waiter still listening. A waiter whose
+    /// future was dropped but has not yet removed itself is skipped.
+    /// Returns the grant when nobody took it.
+    fn offer(&mut self, mut grant: Grant<K, C>) -> Result<(), Grant<K, C>> {
+        while let Some(waiter) = self.queue.pop_front() {
+            match waiter.tx.send(grant) {
+                Ok(()) => return Ok(()),
+                Err(back) => grant = back,
+            }
+        }
+        Err(grant)
+    }
+}
+
+/// Everything the pool tracks for one key.
+pub(crate) struct KeyState<K, C> {
+    idle: IdleList<K, C>,
+    checked_out: usize,
+    connecting: usize,
+    waiters: Waiters<K, C>,
+}
+
+impl<K, C> KeyState<K, C> {
+    fn new() -> Self {
+        KeyState {
+            idle: IdleList {
+                entries: VecDeque::new(),
+            },
+            checked_out: 0,
+            connecting: 0,
+            waiters: Waiters {
+                queue: VecDeque::new(),
+            },
+        }
+    }
+
+    pub(crate) fn stats(&self) -> KeyStats {
+        KeyStats {
+            idle: self.idle.len(),
+            checked_out: self.checked_out,
+            connecting: self.connecting,
+            waiters: self.waiters.queue.len(),
+        }
+    }
+
+    fn is_unused(&self) -> bool {
+        self.idle.len() == 0
+            && self.checked_out == 0
+            && self.connecting == 0
+            && self.waiters.queue.is_empty()
+    }
+}
+
+/// A checkout being watched for leaks.
+pub(crate) struct CheckoutRecord<K> {
+    pub key: K,
+    pub conn: ConnId,
+    pub since: Instant,
+    pub location: &'static Location<'static>,
+    pub reported: bool,
+}
+
+/// What [`State::take`] gave the caller.
+pub(crate) enum Take<K, C> {
+    /// An idle connection, now checked out by the caller, which must still
+    /// run the manager's check on it.
+    Idle {
+        tracked: Tracked<K, C>,
+        idle_for: Duration,
+    },
+    /// A connecting unit: open connection `id`.
+    Connect(ConnId),
+    /// The key is at its cap: wait on `rx`; `id` names the wait.
+    Wait {
+        id: u64,
+        rx: oneshot::Receiver<Grant<K, C>>,
+        waiters: usize,
+    },
+    /// Too many waiters already; the key's state is attached.
+    Refused(KeyStats),
+}
+
+/// Work left for after the lock is released.
+pub(crate) struct Aftermath<K, C> {
+    /// Connections to close, and why.
+    pub closing: Vec<(Tracked<K, C>, CloseReason)>,
+    /// Checkouts to report as suspected leaks: key, connection, held for,
+    /// where taken.
+    pub leaks: Vec<(K, ConnId, Duration, &'static Location<'static>)>,
+}
+
+impl<K, C> Aftermath<K, C> {
+    pub(crate) fn new() -> Self {
+        Aftermath {
+            closing: Vec::new(),
+            leaks: Vec::new(),
+        }
+    }
+}
+
+/// Scalars kept apart from the key map so both can be borrowed at once.
+struct Totals {
+    idle: usize,
+    next_conn_id: ConnId,
+    next_waiter_id: u64,
+    counters: Counters,
+    /// Idle connections handed out (to callers or waiters) before their
+    /// check; `reused` is this minus the ones that failed it.
+    idle_taken: u64,
+    failed_check: u64,
+}
+
+impl Totals {
+    /// Queues `tracked` to be closed as evicted for `reason`.
+    fn evict<K, C>(&mut self, tracked: Tracked<K, C>, reason: EvictReason, after: &mut Aftermath<K, C>) {
+        self.counters.evicted_by_reason[reason.index()] += 1;
+        self.counters.closed += 1;
+        after.closing.push((tracked, CloseReason::Evicted(reason)));
+    }
+
+    fn conn_id(&mut self) -> ConnId {
+        self.next_conn_id += 1;
+        self.next_conn_id
+    }
+}
+
+/// All of a pool's mutable state; lives behind one mutex.
+pub(crate) struct State<K, C> {
+    keys: HashMap<K, KeyState<K, C>>,
+    totals: Totals,
+    /// Open checkouts, tracked only when leak detection is on.
+    checkouts: Slab<CheckoutRecord<K>>,
+}
+
+impl<K: Clone + Eq + Hash, C> State<K, C> {
+    pub(crate) fn new() -> Self {
+        State {
+            keys: HashMap::new(),
+            totals: Totals {
+                idle: 0,
+                next_conn_id: 0,
+                next_waiter_id: 0,
+                counters: Counters::default(),
+                idle_taken: 0,
+                failed_check: 0,
+            },
+            checkouts: Slab::new(),
+        }
+    }
+
+    /// Serves a checkout. `failed` is the caller's connection that just
+    /// failed the manager's check, and why: the caller trades its unit for
+    /// the next idle connection or a connecting unit, never waits, and so
+    /// keeps its place ahead of the waiters. The caller closes that
+    /// connection after the lock.
+    pub(crate) fn take(
+        &mut self,
+        config: &PoolConfig,
+        key: &K,
+        failed: Option<(&mut Tracked<K, C>, EvictReason)>,
+        location: &'static Location<'static>,
+        now: Instant,
+        after: &mut Aftermath<K, C>,
+    ) -> Take<K, C> {
+        if !self.keys.contains_key(key) {
+            self.keys.insert(key.clone(), KeyState::new());
+        }
+        let ks = self.keys.get_mut(key).expect("inserted above");
+        let totals = &mut self.totals;
+        let holding = failed.is_some();
+        if let Some((tracked, reason)) = failed {
+            untrack_checkout(&mut self.checkouts, tracked);
+            ks.checked_out -= 1;
+            totals.failed_check += 1;
+            totals.counters.evicted_by_reason[reason.index()] += 1;
+            totals.counters.closed += 1;
+        }
+        while let Some(entry) = ks.idle.entries.pop_back() {
+            totals.idle -= 1;
+            if let Some(reason) = expiry(config, &entry.tracked, Some(entry.since), now) {
+                totals.evict(entry.tracked, reason, after);
+                continue;
+            }
+            ks.checked_out += 1;
+            totals.idle_taken += 1;
+            let mut tracked = entry.tracked;
+            tracked.uses += 1;
+            track_checkout(
+                &mut self.checkouts,
+                config,
+                &mut tracked,
+                location,
+                now,
+            );
+            return Take::Idle {
+                tracked,
+                idle_for: now.saturating_duration_since(entry.since),
+            };
+        }
+        let at_cap = ks.idle.len() + ks.checked_out + ks.connecting >= config.max_conns_per_key;
+        if holding || (!at_cap && ks.waiters.queue.is_empty()) {
+            ks.connecting += 1;
+            return Take::Connect(totals.conn_id());
+        }
+        if ks.waiters.queue.len() >= config.max_waiters_per_key {
+            totals.counters.refused += 1;
+            return Take::Refused(ks.stats());
+        }
+        let (tx, rx) = oneshot::channel();
+        totals.next_waiter_id += 1;
+        let id = totals.next_waiter_id;
+        ks.waiters.queue.push_back(Waiter { id, tx });
+        totals.counters.waits += 1;
+        Take::Wait {
+            id,
+            rx,
+            waiters: ks.waiters.queue.len(),
+        }
+    }
+
+    /// A connect of `key` succeeded: its connecting unit becomes checked out.
+    pub(crate) fn connected(
+        &mut self,
+        config: &PoolConfig,
+        tracked: &mut Tracked<K, C>,
+        location: &'static Location<'static>,
+        now: Instant,
+    ) {
+        let ks = self.keys.get_mut(&tracked.key).expect("connecting key is tracked");
+        ks.connecting -= 1;
+        ks.checked_out += 1;
+        self.totals.counters.created += 1;
+        track_checkout(&mut self.checkouts, config, tracked, location, now);
+    }
+
+    /// A connect of `key` failed or was cancelled: its unit is freed.
+    pub(crate) fn connect_abandoned(&mut self, key: &K, failed: bool) {
+        if failed {
+            self.totals.counters.connect_failed += 1;
+        }
+        let ks = self.keys.get_mut(key).expect("connecting key is tracked");
+        ks.connecting -= 1;
+        self.free_unit(key);
+    }
+
+    /// `tracked` comes back at a message boundary: to the oldest waiter, to
+    /// the idle list, or — when it may not be reused — closed.
+    pub(crate) fn give_back(
+        &mut self,
+        config: &PoolConfig,
+        mut tracked: Tracked<K, C>,
+        now: Instant,
+        after: &mut Aftermath<K, C>,
+    ) {
+        untrack_checkout(&mut self.checkouts, &mut tracked);
+        self.totals.counters.returned += 1;
+        let key = tracked.key.clone();
+        if let Some(reason) = expiry(config, &tracked, None, now) {
+            self.totals.evict(tracked, reason, after);
+            let ks = self.keys.get_mut(&key).expect("checked-out key is tracked");
+            ks.checked_out -= 1;
+            self.free_unit(&key);
+            return;
+        }
+        let ks = self.keys.get_mut(&key).expect("checked-out key is tracked");
+        // The unit stays checked out if a waiter takes the connection.
+        tracked.uses += 1;
+        match ks.waiters.offer(Grant::Conn(tracked)) {
+            Ok(()) => {
+                // The waiter starts its own leak record when it wakes.
+                self.totals.idle_taken += 1;
+                return;
+            }
+            Err(Grant::Conn(mut back)) => {
+                back.uses -= 1;
+                tracked = back;
+            }
+            Err(Grant::Permit(_)) => unreachable!("offered a connection"),
+        }
+        ks.checked_out -= 1;
+        ks.idle.entries.push_back(IdleEntry {
+            tracked,
+            since: now,
+        });
+        self.totals.idle += 1;
+        if ks.idle.len() > config.max_idle_per_key {
+            let oldest = ks.idle.pop_oldest().expect("list is over its cap");
+            self.totals.idle -= 1;
+            self.totals.evict(oldest, EvictReason::PoolFull, after);
+        }
+        if self.totals.idle > config.max_idle_total {
+            self.evict_least_recently_used(after);
+        }
+    }
+
+    /// A checked-out connection is closed (dropped, discarded, detached):
+    /// its unit is freed.
+    pub(crate) fn close_checked_out(
+        &mut self,
+        tracked: &mut Tracked<K, C>,
+        reason: CloseReason,
+    ) {
+        untrack_checkout(&mut self.checkouts, tracked);
+        if reason == CloseReason::Dropped {
+            self.totals.counters.dropped += 1;
+        }
+        self.totals.counters.closed += 1;
+        let ks = self.keys.get_mut(&tracked.key).expect("checked-out key is tracked");
+        ks.checked_out -= 1;
+        self.free_unit(&tracked.key.clone());
+    }
+
+    /// A waiter stopped waiting without its grant (timed out, cancelled).
+    /// Returns false when it was no longer queued: a grant may be in its
+    /// channel, and the caller must take it out and hand it back.
+    pub(crate) fn cancel_wait(&mut self, key: &K, id: u64, timed_out: bool) -> bool {
+        if timed_out {
+            self.totals.counters.wait_timeouts += 1;
+        }
+        let Some(ks) = self.keys.get_mut(key) else {
+            return false;
+        };
+        let Some(at) = ks.waiters.queue.iter().position(|w| w.id == id) else {
+            return false;
+        };
+        ks.waiters.queue.remove(at);
+        self.forget_if_unused(key);
+        true
+    }
+
+    /// A waiter received a connection it can no longer use (its future was
+    /// dropped with the grant in its channel): pass it on as if given back.
+    pub(crate) fn return_unused_grant(
+        &mut self,
+        config: &PoolConfig,
+        key: &K,
+        grant: Grant<K, C>,
+        now: Instant,
+        after: &mut Aftermath<K, C>,
+    ) {
+        match grant {
+            Grant::Conn(mut tracked) => {
+                // Not a use after all, nor a return by a caller.
+                tracked.uses -= 1;
+                self.totals.idle_taken -= 1;
+                self.totals.counters.returned -= 1;
+                self.give_back(config, tracked, now, after);
+            }
+            Grant::Permit(_) => self.connect_abandoned(key, false),
+        }
+    }
+
+    /// Starts leak tracking for a connection a waiter received.
+    pub(crate) fn begin_granted_checkout(
+        &mut self,
+        config: &PoolConfig,
+        tracked: &mut Tracked<K, C>,
+        location: &'static Location<'static>,
+        now: Instant,
+    ) {
+        track_checkout(&mut self.checkouts, config, tracked, location, now);
+    }
+
+    /// Evicts expired idle connections, forgets unused keys and reports
+    /// checkouts held past the leak threshold.
+    pub(crate) fn reap(&mut self, config: &PoolConfig, now: Instant, after: &mut Aftermath<K, C>) {
+        let totals = &mut self.totals;
+        for ks in self.keys.values_mut() {
+            ks.idle.drain_expired(config, now, |tracked, reason| {
+                totals.idle -= 1;
+                totals.evict(tracked, reason, after);
+            });
+        }
+        self.keys.retain(|_, ks| !ks.is_unused());
+        if let Some(threshold) = config.leak_threshold {
+            for (_, record) in self.checkouts.iter_mut() {
+                let held = now.saturating_duration_since(record.since);
+                if !record.reported && held >= threshold {
+                    record.reported = true;
+                    self.totals.counters.leaks_reported += 1;
+                    after
+                        .leaks
+                        .push((record.key.clone(), record.conn, held, record.location));
+                }
+            }
+        }
+    }
+
+    /// Takes every idle connection out, for the pool's drop.
+    pub(crate) fn drain_idle(&mut self) -> Vec<Tracked<K, C>> {
+        let mut all = Vec::new();
+        for ks in self.keys.values_mut() {
+            while let Some(tracked) = ks.idle.pop_oldest() {
+                all.push(tracked);
+            }
+        }
+        self.totals.idle = 0;
+        all
+    }
+
+    pub(crate) fn key_stats(&self, key: &K) -> KeyStats {
+        self.keys.get(key).map(KeyState::stats).unwrap_or_default()
+    }
+
+    pub(crate) fn all_stats(&self) -> (KeyStats, HashMap<K, KeyStats>, Counters) {
+        let mut total = KeyStats::default();
+        let keys = self
+            .keys
+            .iter()
+            .map(|(k, ks)| {
+                let s = ks.stats();
+                total.add(&s);
+                (k.clone(), s)
+            })
+            .collect();
+        let mut counters = self.totals.counters;
+        counters.reused = self.totals.idle_taken - self.totals.failed_check;
+        (total, keys, counters)
+    }
+
+    /// `max_idle_total` is exceeded: evict the least recently used idle
+    /// connection of any key. This scans the keys that have idle
+    /// connections, so it costs O(keys) — paid only when the total cap is
+    /// hit, and cheaper than keeping a global LRU order on every checkout.
+    fn evict_least_recently_used(&mut self, after: &mut Aftermath<K, C>) {
+        let oldest_key = self
+            .keys
+            .iter()
+            .filter_map(|(k, ks)| ks.idle.oldest_since().map(|since| (since, k)))
+            .min_by_key(|(since, _)| *since)
+            .map(|(_, k)| k.clone());
+        let Some(key) = oldest_key else { return };
+        let ks = self.keys.get_mut(&key).expect("found above");
+        let tracked = ks.idle.pop_oldest().expect("has idle");
+        self.totals.idle -= 1;
+        self.totals.evict(tracked, EvictReason::PoolFull, after);
+        self.free_unit(&key);
+    }
+
+    /// One unit of `key` was freed: it goes to the oldest live waiter as a
+    /// permit to connect, or the key is forgotten if now unused.
+    fn free_unit(&mut self, key: &K) {
+        let Some(ks) = self.keys.get_mut(key) else {
+            return;
+        };
+        if !ks.waiters.queue.is_empty() {
+            let id = self.totals.conn_id();
+            ks.connecting += 1;
+            if ks.waiters.offer(Grant::Permit(id)).is_err() {
+                ks.connecting -= 1;
+            }
+        }
+        self.forget_if_unused(key);
+    }
+
+    fn forget_if_unused(&mut self, key: &K) {
+        if self.keys.get(key).is_some_and(KeyState::is_unused) {
+            self.keys.remove(key);
+        }
+    }
+}
+
+fn track_checkout<K: Clone, C>(
+    checkouts: &mut Slab<CheckoutRecord<K>>,
+    config: &PoolConfig,
+    tracked: &mut Tracked<K, C>,
+    location: &'static Location<'static>,
+    now: Instant,
+) {
+    if config.leak_threshold.is_some() {
+        tracked.checkout = Some(checkouts.insert(CheckoutRecord {
+            key: tracked.key.clone(),
+            conn: tracked.id,
+            since: now,
+            location,
+            reported: false,
+        }));
+    }
+}
+
+fn untrack_checkout<K, C>(checkouts: &mut Slab<CheckoutRecord<K>>, tracked: &mut Tracked<K, C>) {
+    if let Some(slot) = tracked.checkout.take() {
+        checkouts.remove(slot);
+    }
+}
