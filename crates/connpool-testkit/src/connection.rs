@@ -61,8 +61,9 @@ impl Ending {
         }
     }
 
-    /// The server just drops its socket (the kernel sends a FIN).
-    fn dropped(cause: CloseCause) -> Self {
+    /// An orderly close for `cause`: what the server does when it was not
+    /// told how to close (client closed first, errors).
+    fn fin(cause: CloseCause) -> Self {
         Self::new(CloseMode::Fin, cause)
     }
 }
@@ -143,10 +144,8 @@ impl Connection {
     /// Echoes request lines until something ends the connection.
     async fn serve(&mut self) -> Ending {
         loop {
-            if let Some((limit, mode)) = self.settings.close_after {
-                if self.exchanges >= limit {
-                    return Ending::new(mode, CloseCause::AfterExchanges);
-                }
+            if let Some(mode) = self.exchange_limit_reached() {
+                return Ending::new(mode, CloseCause::AfterExchanges);
             }
 
             // Answer a complete line if one is buffered (clients may send
@@ -159,12 +158,12 @@ impl Connection {
                         .exchanges
                         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     if self.stream.write_all(&line).await.is_err() {
-                        return Ending::dropped(CloseCause::Error);
+                        return Ending::fin(CloseCause::Error);
                     }
                     continue;
                 }
                 Ok(None) => {}
-                Err(LineTooLong) => return Ending::new(CloseMode::Fin, CloseCause::Error),
+                Err(LineTooLong) => return Ending::fin(CloseCause::Error),
             }
 
             // No complete line: get more bytes.
@@ -175,12 +174,19 @@ impl Connection {
             } else {
                 self.buf.reserve(READ_CHUNK);
                 match self.stream.read_buf(&mut self.buf).await {
-                    Ok(0) => return Ending::dropped(CloseCause::ClientClosed),
+                    Ok(0) => return Ending::fin(CloseCause::ClientClosed),
                     Ok(_) => {}
-                    Err(_) => return Ending::dropped(CloseCause::Error),
+                    Err(_) => return Ending::fin(CloseCause::Error),
                 }
             }
         }
+    }
+
+    /// The close mode, if `close_after` is set and this connection has
+    /// answered that many exchanges.
+    fn exchange_limit_reached(&self) -> Option<CloseMode> {
+        let (limit, mode) = self.settings.close_after?;
+        (self.exchanges >= limit).then_some(mode)
     }
 
     /// Waits, while idle, until the first bytes of a request arrive (returns
@@ -205,9 +211,9 @@ impl Connection {
                 () = sleep_until(deadline) => IdleWake::IdleTimeout,
             };
             match wake {
-                IdleWake::Read(Ok(0)) => return Some(Ending::dropped(CloseCause::ClientClosed)),
+                IdleWake::Read(Ok(0)) => return Some(Ending::fin(CloseCause::ClientClosed)),
                 IdleWake::Read(Ok(_)) => return None,
-                IdleWake::Read(Err(_)) => return Some(Ending::dropped(CloseCause::Error)),
+                IdleWake::Read(Err(_)) => return Some(Ending::fin(CloseCause::Error)),
                 IdleWake::IdleTimeout => {
                     return Some(Ending::new(idle_mode, CloseCause::IdleTimeout));
                 }
@@ -221,7 +227,7 @@ impl Connection {
                 IdleWake::Command(Some(Command::SendUnsolicited { bytes, ack })) => {
                     if self.stream.write_all(&bytes).await.is_err() {
                         // `ack` is dropped: this connection did not get them.
-                        return Some(Ending::dropped(CloseCause::Error));
+                        return Some(Ending::fin(CloseCause::Error));
                     }
                     let _ = ack.send(true);
                 }
@@ -229,7 +235,7 @@ impl Connection {
                     // Cannot happen: the server's registry keeps our command
                     // sender until this connection has ended. Ending is the
                     // safe answer (looping would spin on `None`).
-                    return Some(Ending::dropped(CloseCause::Error));
+                    return Some(Ending::fin(CloseCause::Error));
                 }
             }
         }

@@ -88,6 +88,9 @@ pub const MAX_LINE_LEN: usize = 64 * 1024;
 pub enum CloseMode {
     /// Orderly close: `shutdown(Write)` (sends a FIN), then the socket is
     /// dropped. The client reads end-of-file.
+    ///
+    /// As with any real server, if request bytes had arrived that the server
+    /// had not read yet, the kernel answers them with an RST.
     Fin,
     /// Abortive close: `SO_LINGER` is set to zero, then the socket is dropped,
     /// so the kernel sends an RST. The client's read fails with
@@ -132,9 +135,8 @@ pub enum ServerEvent {
     Closed {
         /// The client's address.
         peer: SocketAddr,
-        /// How the socket was closed. When the server merely dropped its
-        /// socket ([`CloseCause::ClientClosed`], [`CloseCause::Error`]) this
-        /// is [`CloseMode::Fin`].
+        /// How the socket was closed. Always [`CloseMode::Fin`] for
+        /// [`CloseCause::ClientClosed`] and [`CloseCause::Error`].
         mode: CloseMode,
         /// Why the socket was closed.
         cause: CloseCause,

@@ -57,6 +57,7 @@ impl FaultServerBuilder {
     /// each answer is written. It does not run while a request line is only
     /// partly received. `Duration::ZERO` closes a connection as soon as it is
     /// idle; a duration too large to represent as a deadline means "never".
+    #[must_use]
     pub fn idle_close(mut self, after: Duration, mode: CloseMode) -> Self {
         self.idle_close = Some((after, mode));
         self
@@ -65,6 +66,7 @@ impl FaultServerBuilder {
     /// Closes a connection, in `mode`, right after writing its `exchanges`-th
     /// answer. Request lines the client already sent beyond that are not
     /// answered. `0` closes every connection right after accepting it.
+    #[must_use]
     pub fn close_after(mut self, exchanges: u64, mode: CloseMode) -> Self {
         self.close_after = Some((exchanges, mode));
         self
@@ -151,6 +153,7 @@ pub struct FaultServer {
 impl FaultServer {
     /// A builder for a server with faults. Same as
     /// `FaultServerBuilder::default()`.
+    #[must_use]
     pub fn builder() -> FaultServerBuilder {
         FaultServerBuilder::default()
     }
@@ -391,14 +394,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, settings: FaultServerBuilder) {
     let mut next_id: u64 = 0;
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(_) => {
-                // E.g. out of file descriptors, or the client gave up during
-                // the handshake. Back off a little instead of spinning.
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                continue;
-            }
+        let Ok((stream, peer)) = listener.accept().await else {
+            // E.g. out of file descriptors, or the client gave up during the
+            // handshake. Back off a little instead of spinning, then go on.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
         };
         // Answers are small single writes: send them at once.
         let _ = stream.set_nodelay(true);
@@ -413,14 +413,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, settings: Fault
         shared.accepted.fetch_add(1, Ordering::SeqCst);
         shared.emit(ServerEvent::Accepted { peer });
 
-        let connection = Connection::new(
-            id,
-            peer,
-            stream,
-            commands_rx,
-            Arc::clone(&shared),
-            settings,
-        );
+        let connection =
+            Connection::new(id, peer, stream, commands_rx, Arc::clone(&shared), settings);
         tokio::spawn(connection.run());
     }
 }

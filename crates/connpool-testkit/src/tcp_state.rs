@@ -110,7 +110,8 @@ pub fn tcp_state(socket: &impl AsFd) -> io::Result<TcpState> {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {
 /// let server = FaultServer::builder().close_after(0, CloseMode::Rst).start()?;
-/// let client = tokio::net::TcpStream::connect(server.addr()).await?;
+/// // Works with std and Tokio sockets alike.
+/// let client = std::net::TcpStream::connect(server.addr())?;
 /// let state = wait_peer_closed(&client, Duration::from_secs(5)).await?;
 /// assert_eq!(state, TcpState::Close);
 /// # Ok(())

@@ -54,7 +54,7 @@ async fn next_closed_event(events: &mut EventStream) -> (SocketAddr, CloseMode, 
                 cause,
                 exchanges,
             } => return (peer, mode, cause, exchanges),
-            ServerEvent::Accepted { .. } => continue,
+            ServerEvent::Accepted { .. } => {}
         }
     }
 }
@@ -81,7 +81,10 @@ async fn echoes_many_exchanges_on_one_connection() {
 
     for i in 0..200 {
         let line = format!("request number {i}\n");
-        assert_eq!(exchange(&mut client, line.as_bytes()).await, line.as_bytes());
+        assert_eq!(
+            exchange(&mut client, line.as_bytes()).await,
+            line.as_bytes()
+        );
     }
     // A long line, and an empty one.
     let mut long = vec![b'x'; 20_000];
@@ -112,9 +115,18 @@ async fn line_of_max_length_is_echoed_and_longer_line_closes() {
     let _ = client.write_all(&too_long).await;
     let (peer, mode, cause, exchanges) = next_closed_event(&mut events).await;
     assert_eq!(peer, client.local_addr().expect("local addr"));
-    assert_eq!((mode, cause, exchanges), (CloseMode::Fin, CloseCause::Error, 0));
-    within(wait_peer_closed(&client, WAIT)).await.expect("closed");
-    assert_eq!(server.closed_by_server(), 0, "errors are not deliberate faults");
+    assert_eq!(
+        (mode, cause, exchanges),
+        (CloseMode::Fin, CloseCause::Error, 0)
+    );
+    within(wait_peer_closed(&client, WAIT))
+        .await
+        .expect("closed");
+    assert_eq!(
+        server.closed_by_server(),
+        0,
+        "errors are not deliberate faults"
+    );
 }
 
 #[tokio::test]
@@ -125,14 +137,16 @@ async fn idle_close_fin_sends_eof_and_event() {
         .expect("start");
     let mut events = server.events();
     let mut client = connect(&server, &mut events).await;
+    // The idle timer starts after the server writes the answer, so after this.
+    let before_request = Instant::now();
     assert_eq!(exchange(&mut client, b"hello\n").await, b"hello\n");
-    let answered_at = Instant::now();
 
     let state = wait_peer_closed(&client, WAIT).await.expect("FIN arrives");
     assert_eq!(state, TcpState::CloseWait);
-    // The timer started when the server wrote the answer, just before we
-    // read it; allow a little for that.
-    assert!(answered_at.elapsed() >= IDLE - Duration::from_millis(20));
+    assert!(
+        before_request.elapsed() >= IDLE,
+        "closed before the idle time"
+    );
     expect_eof(&mut client).await;
 
     let (peer, mode, cause, exchanges) = next_closed_event(&mut events).await;
@@ -222,10 +236,13 @@ async fn close_after_zero_closes_on_accept_with_rst() {
         .start()
         .expect("start");
     let mut events = server.events();
-    let mut client = TcpStream::connect(server.addr()).await.expect("connect");
+    // A blocking connect returns once the handshake is done. (Tokio's
+    // connect may instead report the RST itself, if it arrives first.)
+    let mut client = std::net::TcpStream::connect(server.addr()).expect("connect");
     let state = wait_peer_closed(&client, WAIT).await.expect("RST arrives");
     assert_eq!(state, TcpState::Close);
-    expect_reset(&mut client).await;
+    let error = client.read(&mut [0; 8]).expect_err("read after RST");
+    assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
     let (_, mode, cause, exchanges) = next_closed_event(&mut events).await;
     assert_eq!(
         (mode, cause, exchanges),
@@ -241,7 +258,10 @@ async fn close_idle_fin_closes_every_idle_connection() {
     for i in 0..3 {
         let mut client = connect(&server, &mut events).await;
         let line = format!("client {i}\n");
-        assert_eq!(exchange(&mut client, line.as_bytes()).await, line.as_bytes());
+        assert_eq!(
+            exchange(&mut client, line.as_bytes()).await,
+            line.as_bytes()
+        );
         clients.push(client);
     }
 
@@ -301,7 +321,6 @@ fn close_idle_needs_no_tokio_drivers() {
         .expect("runtime");
     let closed = bare_runtime.block_on(server.close_idle(CloseMode::Fin));
     assert_eq!(closed, 1);
-    assert_eq!(tcp_state(&client).map(|_| ()).ok(), Some(()));
     client
         .set_read_timeout(Some(WAIT))
         .expect("set read timeout");
@@ -334,7 +353,11 @@ async fn counters_are_exact() {
     let server = FaultServer::start_echo().expect("start");
     let mut events = server.events();
     assert_eq!(
-        (server.accepted(), server.exchanges(), server.open_connections()),
+        (
+            server.accepted(),
+            server.exchanges(),
+            server.open_connections()
+        ),
         (0, 0, 0)
     );
 

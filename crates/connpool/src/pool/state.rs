@@ -437,6 +437,7 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
             let oldest = ks.idle.pop_oldest().expect("list is over its cap");
             self.totals.idle -= 1;
             self.totals.evict(oldest, EvictReason::PoolFull, after);
+            self.forget_if_unused(&key);
         }
         if self.totals.idle > config.max_idle_total {
             self.evict_least_recently_used(after);

@@ -1,0 +1,172 @@
+//! Shared pieces of the pool tests: an in-memory manager whose connections
+//! count their own lives, and an observer that records events.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use connpool::{Error, ErrorKind, Event, EventKind, EvictReason, Manager};
+use tokio::sync::Semaphore;
+
+/// Counts shared by a manager and all its connections.
+#[derive(Default)]
+pub struct Lives {
+    pub connects: AtomicU64,
+    pub alive: AtomicUsize,
+}
+
+/// A connection that knows whether someone is in the middle of using it.
+pub struct MemConn {
+    pub serial: u64,
+    /// Set by a test while a "request" is in flight; a pool must never
+    /// hand out a connection with this set.
+    pub dirty: bool,
+    /// When set, the manager's check rejects it.
+    pub broken: Arc<AtomicBool>,
+    lives: Arc<Lives>,
+}
+
+impl Drop for MemConn {
+    fn drop(&mut self) {
+        self.lives.alive.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// An in-memory manager. Connects can be made to fail, or to wait on a
+/// semaphore so a test holds them "in flight".
+#[derive(Clone, Default)]
+pub struct MemManager {
+    pub lives: Arc<Lives>,
+    pub fail_connects: Arc<AtomicBool>,
+    pub gate: Option<Arc<Semaphore>>,
+    /// Connects take this long (tokio time, so paused clocks work).
+    pub connect_delay: std::time::Duration,
+}
+
+impl MemManager {
+    pub fn gated() -> (MemManager, Arc<Semaphore>) {
+        let gate = Arc::new(Semaphore::new(0));
+        (
+            MemManager {
+                gate: Some(gate.clone()),
+                ..Default::default()
+            },
+            gate,
+        )
+    }
+}
+
+impl<K: connpool::Key> Manager<K> for MemManager {
+    type Conn = MemConn;
+
+    async fn connect(&self, _key: &K) -> Result<MemConn, Error> {
+        if let Some(gate) = &self.gate {
+            gate.acquire().await.expect("gate open").forget();
+        }
+        if !self.connect_delay.is_zero() {
+            tokio::time::sleep(self.connect_delay).await;
+        }
+        if self.fail_connects.load(Ordering::SeqCst) {
+            return Err(Error::new(ErrorKind::ConnectRefused, "test refuses"));
+        }
+        let serial = self.lives.connects.fetch_add(1, Ordering::SeqCst) + 1;
+        self.lives.alive.fetch_add(1, Ordering::SeqCst);
+        Ok(MemConn {
+            serial,
+            dirty: false,
+            broken: Arc::new(AtomicBool::new(false)),
+            lives: self.lives.clone(),
+        })
+    }
+
+    fn check(&self, conn: &mut MemConn) -> Result<(), EvictReason> {
+        if conn.broken.load(Ordering::SeqCst) {
+            Err(EvictReason::ServerClosed)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Records every event as (key, conn, kind).
+#[derive(Clone)]
+pub struct Recorder<K> {
+    pub events: Arc<Mutex<Vec<(K, Option<u64>, EventKind)>>>,
+}
+
+impl<K> Default for Recorder<K> {
+    fn default() -> Self {
+        Recorder {
+            events: Arc::default(),
+        }
+    }
+}
+
+impl<K: Clone + Send + Sync + 'static> Recorder<K> {
+    pub fn observer(&self) -> impl Fn(&Event<'_, K>) + Send + Sync + 'static {
+        let events = self.events.clone();
+        move |e: &Event<'_, K>| {
+            events
+                .lock()
+                .unwrap()
+                .push((e.key.clone(), e.conn, e.kind.clone()))
+        }
+    }
+
+    pub fn kinds(&self) -> Vec<EventKind> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, _, k)| k.clone())
+            .collect()
+    }
+
+    pub fn take(&self) -> Vec<EventKind> {
+        let kinds = self.kinds();
+        self.events.lock().unwrap().clear();
+        kinds
+    }
+}
+
+/// Event kinds with their durations zeroed, for exact comparison.
+pub fn normalized(kinds: Vec<EventKind>) -> Vec<EventKind> {
+    use std::time::Duration;
+    kinds
+        .into_iter()
+        .map(|k| match k {
+            EventKind::Connected { .. } => EventKind::Connected {
+                took: Duration::ZERO,
+            },
+            EventKind::Reused { previous_uses, .. } => EventKind::Reused {
+                idle_for: Duration::ZERO,
+                previous_uses,
+            },
+            EventKind::WaitEnded { outcome, .. } => EventKind::WaitEnded {
+                waited: Duration::ZERO,
+                outcome,
+            },
+            other => other,
+        })
+        .collect()
+}
+
+/// A small deterministic generator (xorshift64*), so a failing case can be
+/// replayed from its seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
