@@ -17,13 +17,13 @@
 //!   whether it was the stale-connection race.
 //!
 //! ```
-//! use connpool::tcp::TcpPool;
+//! use connpool::tcp::{TcpManager, TcpPool};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), connpool::Error> {
 //! # let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
 //! # let addr = listener.local_addr().unwrap();
-//! let pool = TcpPool::new();
+//! let pool = TcpPool::new(TcpManager::default());
 //! let conn = pool.get(&addr).await?;   // a tokio TcpStream, checked
 //! // ... write a request, read the whole response ...
 //! conn.release();                      // only at a message boundary

@@ -117,12 +117,12 @@ async fn run_case(seed: u64) {
         t.idle,
         "seed {seed}: connections alive outside the pool"
     );
-    for k in 0..2 {
+    for (k, key) in KEYS.iter().enumerate() {
         assert!(holders.max[k].load(Ordering::SeqCst) <= cap, "seed {seed}: cap exceeded");
         // Every slot is still usable: `cap` checkouts succeed at once.
         let mut held = Vec::new();
         for _ in 0..cap {
-            held.push(pool.get(&KEYS[k]).await.unwrap_or_else(|e| panic!("seed {seed}: {e}")));
+            held.push(pool.get(key).await.unwrap_or_else(|e| panic!("seed {seed}: {e}")));
         }
         assert!(held.iter().all(|c| !c.dirty));
     }
@@ -191,8 +191,8 @@ fn limits_hold_on_a_multi_thread_runtime() {
         for task in tasks {
             task.await.unwrap();
         }
-        for k in 0..2 {
-            let max = holders.max[k].load(Ordering::SeqCst);
+        for max in &holders.max {
+            let max = max.load(Ordering::SeqCst);
             assert!(max <= cap, "{max} holders of one key at once, cap {cap}");
         }
         let stats = pool.stats();

@@ -88,10 +88,13 @@ impl<K: connpool::Key> Manager<K> for MemManager {
     }
 }
 
-/// Records every event as (key, conn, kind).
+/// One recorded event: key, connection id, kind.
+pub type Recorded<K> = (K, Option<u64>, EventKind);
+
+/// Records every event.
 #[derive(Clone)]
 pub struct Recorder<K> {
-    pub events: Arc<Mutex<Vec<(K, Option<u64>, EventKind)>>>,
+    pub events: Arc<Mutex<Vec<Recorded<K>>>>,
 }
 
 impl<K> Default for Recorder<K> {
