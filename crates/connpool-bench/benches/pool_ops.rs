@@ -32,7 +32,7 @@
 //! Run it with:
 //!
 //! ```text
-//! cargo bench -p connpool --bench pool_ops
+//! cargo bench -p connpool-bench --bench pool_ops
 //! ```
 //!
 //! Criterion's usual arguments work (a name filter, `--sample-size`, ...);
