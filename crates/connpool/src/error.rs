@@ -265,8 +265,12 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &*self.inner;
         match inner.kind {
-            ErrorKind::PoolWaitTimeout => f.write_str("timed out waiting for a pooled connection")?,
-            ErrorKind::TooManyWaiters => f.write_str("too many callers waiting for a pooled connection")?,
+            ErrorKind::PoolWaitTimeout => {
+                f.write_str("timed out waiting for a pooled connection")?
+            }
+            ErrorKind::TooManyWaiters => {
+                f.write_str("too many callers waiting for a pooled connection")?
+            }
             kind => f.write_str(kind.as_str())?,
         }
         if let Some(key) = &inner.key {

@@ -248,6 +248,18 @@ where
     }
 }
 
+/// Whether a `tracing` subscriber could want this event: one atomic load,
+/// so a pool nobody listens to skips building events on the hot path.
+#[inline]
+pub(crate) fn traced(kind: &EventKind) -> bool {
+    use tracing::level_filters::LevelFilter;
+    let level = match kind {
+        EventKind::LeakSuspected { .. } => LevelFilter::WARN,
+        _ => LevelFilter::DEBUG,
+    };
+    LevelFilter::current() >= level
+}
+
 /// Writes `event` as a `tracing` event under the target `connpool`.
 pub(crate) fn trace<K: fmt::Debug>(event: &Event<'_, K>) {
     let key = event.key;

@@ -9,9 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{MemManager, Recorder, normalized};
-use connpool::{
-    CloseReason, ErrorKind, EventKind, EvictReason, Pool, PoolConfig, WaitOutcome,
-};
+use connpool::{CloseReason, ErrorKind, EventKind, EvictReason, Pool, PoolConfig, WaitOutcome};
 
 fn pool_with(config: PoolConfig) -> (Pool<&'static str, MemManager>, MemManager) {
     let manager = MemManager::default();
@@ -68,7 +66,11 @@ async fn discard_and_detach_free_the_slot() {
     pool.get(&"k").await.unwrap().discard();
     let conn = pool.get(&"k").await.unwrap().detach();
     assert_eq!(pool.key_stats(&"k").total(), 0);
-    assert_eq!(manager.lives.alive.load(Ordering::SeqCst), 1, "detached conn is the caller's");
+    assert_eq!(
+        manager.lives.alive.load(Ordering::SeqCst),
+        1,
+        "detached conn is the caller's"
+    );
     drop(conn);
     assert_eq!(pool.stats().counters.closed, 2);
     assert!(pool.get(&"k").await.is_ok(), "the cap of 1 is free again");
@@ -77,9 +79,7 @@ async fn discard_and_detach_free_the_slot() {
 #[tokio::test]
 async fn cap_counts_connects_in_flight() {
     let (manager, gate) = MemManager::gated();
-    let pool = Pool::builder(manager)
-        .max_conns_per_key(2)
-        .build();
+    let pool = Pool::builder(manager).max_conns_per_key(2).build();
     let p1 = pool.clone();
     let p2 = pool.clone();
     let p3 = pool.clone();
@@ -163,7 +163,9 @@ async fn too_many_waiters_are_refused_at_once() {
     let mut waiting = Vec::new();
     for _ in 0..2 {
         let p = pool.clone();
-        waiting.push(tokio::spawn(async move { p.get(&"k").await.map(|c| c.release()) }));
+        waiting.push(tokio::spawn(async move {
+            p.get(&"k").await.map(|c| c.release())
+        }));
     }
     while pool.key_stats(&"k").waiters < 2 {
         tokio::task::yield_now().await;
@@ -230,7 +232,9 @@ async fn a_grant_to_a_waiter_dropped_after_it_was_sent_is_passed_on() {
 }
 
 /// Polls a future once; `Some` if it finished.
-async fn futures_poll_once<F: std::future::Future>(fut: std::pin::Pin<&mut F>) -> Option<F::Output> {
+async fn futures_poll_once<F: std::future::Future>(
+    fut: std::pin::Pin<&mut F>,
+) -> Option<F::Output> {
     let mut fut = Some(fut);
     std::future::poll_fn(move |cx| {
         let f = fut.take().unwrap();
@@ -299,9 +303,16 @@ async fn a_connection_failing_its_check_is_evicted_and_the_next_tried() {
     assert_eq!(
         normalized(recorder.take()),
         vec![
-            EventKind::Evicted { reason: EvictReason::ServerClosed },
-            EventKind::Closed { reason: CloseReason::Evicted(EvictReason::ServerClosed) },
-            EventKind::Reused { idle_for: Duration::ZERO, previous_uses: 1 },
+            EventKind::Evicted {
+                reason: EvictReason::ServerClosed
+            },
+            EventKind::Closed {
+                reason: CloseReason::Evicted(EvictReason::ServerClosed)
+            },
+            EventKind::Reused {
+                idle_for: Duration::ZERO,
+                previous_uses: 1
+            },
         ]
     );
     let stats = pool.stats();
@@ -310,7 +321,11 @@ async fn a_connection_failing_its_check_is_evicted_and_the_next_tried() {
     assert_eq!(manager.lives.alive.load(Ordering::SeqCst), 1);
     // All idle ones stale: a new one is opened with the same slot.
     conn.release();
-    pool.get(&"k").await.unwrap().broken.store(true, Ordering::SeqCst);
+    pool.get(&"k")
+        .await
+        .unwrap()
+        .broken
+        .store(true, Ordering::SeqCst);
 }
 
 #[tokio::test(start_paused = true)]
@@ -446,7 +461,10 @@ async fn leaks_are_reported_once_with_the_checkout_site() {
         .kinds()
         .into_iter()
         .filter_map(|k| match k {
-            EventKind::LeakSuspected { held_for, checked_out_at } => Some((held_for, checked_out_at)),
+            EventKind::LeakSuspected {
+                held_for,
+                checked_out_at,
+            } => Some((held_for, checked_out_at)),
             _ => None,
         })
         .collect();
@@ -483,19 +501,40 @@ async fn the_event_trace_of_a_connections_life_is_exact() {
         normalized(recorder.kinds()),
         vec![
             Connecting,
-            Connected { took: Duration::ZERO },
+            Connected {
+                took: Duration::ZERO
+            },
             WaitStarted { waiters: 1 },
             Returned,
-            WaitEnded { waited: Duration::ZERO, outcome: WaitOutcome::Granted },
-            Reused { idle_for: Duration::ZERO, previous_uses: 1 },
-            Closed { reason: CloseReason::Dropped },
+            WaitEnded {
+                waited: Duration::ZERO,
+                outcome: WaitOutcome::Granted
+            },
+            Reused {
+                idle_for: Duration::ZERO,
+                previous_uses: 1
+            },
+            Closed {
+                reason: CloseReason::Dropped
+            },
         ]
     );
-    let ids: Vec<_> = recorder.events.lock().unwrap().iter().map(|e| e.1).collect();
-    assert_eq!(ids, vec![Some(id), Some(id), None, Some(id), None, Some(id), Some(id)]);
+    let ids: Vec<_> = recorder
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.1)
+        .collect();
+    assert_eq!(
+        ids,
+        vec![Some(id), Some(id), None, Some(id), None, Some(id), Some(id)]
+    );
     let c = pool.stats().counters;
     assert_eq!(
-        (c.created, c.reused, c.returned, c.closed, c.dropped, c.waits),
+        (
+            c.created, c.reused, c.returned, c.closed, c.dropped, c.waits
+        ),
         (1, 1, 1, 1, 1, 1)
     );
 }
@@ -524,6 +563,8 @@ fn dropping_the_pool_closes_idle_connections_and_ends_the_reaper() {
     assert_eq!(manager.lives.alive.load(Ordering::SeqCst), 0);
     assert_eq!(
         recorder.kinds().last(),
-        Some(&EventKind::Closed { reason: CloseReason::PoolDropped })
+        Some(&EventKind::Closed {
+            reason: CloseReason::PoolDropped
+        })
     );
 }

@@ -74,7 +74,10 @@ async fn run_case(seed: u64) {
                         continue;
                     }
                 };
-                assert!(!conn.dirty, "seed {seed}: a dirty connection was handed out");
+                assert!(
+                    !conn.dirty,
+                    "seed {seed}: a dirty connection was handed out"
+                );
                 let holding = holders.enter(k);
                 conn.dirty = true; // a request is in flight
                 if rng.below(2) == 0 {
@@ -118,11 +121,18 @@ async fn run_case(seed: u64) {
         "seed {seed}: connections alive outside the pool"
     );
     for (k, key) in KEYS.iter().enumerate() {
-        assert!(holders.max[k].load(Ordering::SeqCst) <= cap, "seed {seed}: cap exceeded");
+        assert!(
+            holders.max[k].load(Ordering::SeqCst) <= cap,
+            "seed {seed}: cap exceeded"
+        );
         // Every slot is still usable: `cap` checkouts succeed at once.
         let mut held = Vec::new();
         for _ in 0..cap {
-            held.push(pool.get(key).await.unwrap_or_else(|e| panic!("seed {seed}: {e}")));
+            held.push(
+                pool.get(key)
+                    .await
+                    .unwrap_or_else(|e| panic!("seed {seed}: {e}")),
+            );
         }
         assert!(held.iter().all(|c| !c.dirty));
     }
@@ -198,7 +208,10 @@ fn limits_hold_on_a_multi_thread_runtime() {
         let stats = pool.stats();
         assert!(stats.keys.values().all(|s| s.total() <= cap));
         assert_eq!(stats.total.checked_out + stats.total.waiters, 0);
-        assert_eq!(stats.counters.created, stats.counters.closed + stats.total.idle as u64);
+        assert_eq!(
+            stats.counters.created,
+            stats.counters.closed + stats.total.idle as u64
+        );
         assert_eq!(manager.lives.alive.load(Ordering::SeqCst), stats.total.idle);
     });
 }

@@ -32,7 +32,11 @@ struct Watching {
 impl Watching {
     fn last_socket(&self) -> Socket {
         let sockets = self.sockets.lock().unwrap();
-        sockets.last().expect("a connection was opened").try_clone().unwrap()
+        sockets
+            .last()
+            .expect("a connection was opened")
+            .try_clone()
+            .unwrap()
     }
 }
 
@@ -84,12 +88,19 @@ async fn closed_idle_connection_is_never_handed_out(mode: CloseMode) {
     let rounds = 200;
     for round in 0..rounds {
         let mut conn = pool.get(&addr).await.unwrap();
-        assert!(!conn.is_reused(), "round {round}: got the closed connection");
-        exchange(&mut conn, &format!("round {round}")).await.unwrap();
+        assert!(
+            !conn.is_reused(),
+            "round {round}: got the closed connection"
+        );
+        exchange(&mut conn, &format!("round {round}"))
+            .await
+            .unwrap();
         conn.release();
 
         assert_eq!(server.close_idle(mode).await, 1);
-        let state = wait_peer_closed(&manager.last_socket(), LONG).await.unwrap();
+        let state = wait_peer_closed(&manager.last_socket(), LONG)
+            .await
+            .unwrap();
         let expected = match mode {
             CloseMode::Fin => TcpState::CloseWait,
             CloseMode::Rst => TcpState::Close,
@@ -147,7 +158,12 @@ async fn unsolicited_bytes_make_a_connection_stale() {
     exchange(&mut conn, "one").await.unwrap();
     conn.release();
     // Like a server's unsolicited "408 Request Timeout" before it closes.
-    assert_eq!(server.send_unsolicited(b"HTTP/1.1 408 Request Timeout\r\n\r\n").await, 1);
+    assert_eq!(
+        server
+            .send_unsolicited(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+            .await,
+        1
+    );
     // Wait for the bytes to arrive: a blocking peek on the duplicate
     // consumes nothing.
     let dup = manager.last_socket();
@@ -158,7 +174,10 @@ async fn unsolicited_bytes_make_a_connection_stale() {
     let mut conn = pool.get(&addr).await.unwrap();
     assert!(!conn.is_reused());
     exchange(&mut conn, "two").await.unwrap();
-    assert_eq!(pool.stats().counters.evicted(EvictReason::UnexpectedData), 1);
+    assert_eq!(
+        pool.stats().counters.evicted(EvictReason::UnexpectedData),
+        1
+    );
 }
 
 #[tokio::test]
@@ -179,7 +198,9 @@ async fn a_server_that_closes_after_n_exchanges_is_followed() {
         if i % 3 == 2 {
             let (_, mode, cause) = server_events.next_closed().await.unwrap();
             assert_eq!((mode, cause), (CloseMode::Fin, CloseCause::AfterExchanges));
-            wait_peer_closed(&manager.last_socket(), LONG).await.unwrap();
+            wait_peer_closed(&manager.last_socket(), LONG)
+                .await
+                .unwrap();
         }
     }
     let stats = pool.stats();
@@ -203,7 +224,9 @@ async fn a_server_idle_timeout_is_detected_before_reuse() {
     conn.release();
     let (_, _, cause) = server_events.next_closed().await.unwrap();
     assert_eq!(cause, CloseCause::IdleTimeout);
-    wait_peer_closed(&manager.last_socket(), LONG).await.unwrap();
+    wait_peer_closed(&manager.last_socket(), LONG)
+        .await
+        .unwrap();
     let mut conn = pool.get(&addr).await.unwrap();
     exchange(&mut conn, "b").await.unwrap();
     let kinds = recorder.kinds();
@@ -233,7 +256,10 @@ async fn the_failures_are_real_and_classified_without_the_check() {
         Err(e) => Error::from_io(e),
     };
     assert!(err.is_stale(), "{err}");
-    assert!(matches!(err.kind(), ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset));
+    assert!(matches!(
+        err.kind(),
+        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset
+    ));
 
     // RST: the write fails with reset, the next with broken pipe.
     let mut stream = TcpStream::connect(server.addr()).await.unwrap();
@@ -305,7 +331,10 @@ async fn socket_options_are_applied() {
     assert!(socket.tcp_nodelay().unwrap());
     assert!(socket.keepalive().unwrap());
     assert_eq!(socket.tcp_keepalive_time().unwrap(), Duration::from_secs(7));
-    assert_eq!(socket.tcp_keepalive_interval().unwrap(), Duration::from_secs(3));
+    assert_eq!(
+        socket.tcp_keepalive_interval().unwrap(),
+        Duration::from_secs(3)
+    );
     assert_eq!(socket.tcp_keepalive_retries().unwrap(), 4);
 }
 
@@ -318,6 +347,9 @@ async fn host_name_keys_resolve() {
     exchange(&mut conn, "by name").await.unwrap();
     conn.release();
 
-    let err = pool.get(&"no-such-host.invalid:80".to_string()).await.unwrap_err();
+    let err = pool
+        .get(&"no-such-host.invalid:80".to_string())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Resolve, "{err}");
 }

@@ -66,7 +66,10 @@ fn lifecycle_and_leaks_are_traced() {
     let events = collect.0.lock().unwrap();
     assert!(events.iter().all(|(_, target, _)| target == "connpool"));
     let debug: Vec<_> = events.iter().filter(|e| e.0 == Level::DEBUG).collect();
-    assert!(debug.iter().any(|e| e.2.contains("Connecting")), "{debug:?}");
+    assert!(
+        debug.iter().any(|e| e.2.contains("Connecting")),
+        "{debug:?}"
+    );
     assert!(debug.iter().any(|e| e.2.contains("Reused")), "{debug:?}");
     let warns: Vec<_> = events.iter().filter(|e| e.0 == Level::WARN).collect();
     assert_eq!(warns.len(), 1, "{events:?}");

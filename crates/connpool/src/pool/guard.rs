@@ -10,8 +10,8 @@ use tokio::time::Instant;
 
 use super::state::{Aftermath, Tracked};
 use super::{Key, Manager, Shared};
-use crate::events::{ConnId, EventKind};
 use crate::CloseReason;
+use crate::events::{ConnId, EventKind};
 
 /// A connection checked out of a [`Pool`](crate::Pool). It dereferences to
 /// the connection.
@@ -51,23 +51,28 @@ impl<K: Key, M: Manager<K>> PooledConn<K, M> {
         shared: Arc<Shared<K, M>>,
         tracked: Tracked<K, M::Conn>,
         idle_for: Duration,
+        checked_out_at: Instant,
     ) -> Self {
         PooledConn {
             shared,
             tracked: Some(tracked),
             idle_for,
-            checked_out_at: Instant::now(),
+            checked_out_at,
         }
     }
 
     fn tracked(&self) -> &Tracked<K, M::Conn> {
-        self.tracked.as_ref().expect("a live guard holds its connection")
+        self.tracked
+            .as_ref()
+            .expect("a live guard holds its connection")
     }
 
     /// Takes the connection out without touching the pool's counts; the
     /// caller takes over its unit.
     pub(super) fn disarm(mut self) -> Tracked<K, M::Conn> {
-        self.tracked.take().expect("a live guard holds its connection")
+        self.tracked
+            .take()
+            .expect("a live guard holds its connection")
     }
 
     /// The connection's id in events.
@@ -112,7 +117,10 @@ impl<K: Key, M: Manager<K>> PooledConn<K, M> {
     /// from a server's `Keep-Alive: timeout=N` hint. `Duration::ZERO` means
     /// it will not be reused.
     pub fn set_idle_timeout(&mut self, timeout: Duration) {
-        let tracked = self.tracked.as_mut().expect("a live guard holds its connection");
+        let tracked = self
+            .tracked
+            .as_mut()
+            .expect("a live guard holds its connection");
         tracked.idle_timeout = Some(tracked.idle_timeout.map_or(timeout, |t| t.min(timeout)));
     }
 
@@ -122,7 +130,10 @@ impl<K: Key, M: Manager<K>> PooledConn<K, M> {
     /// instead if it may not be reused (lifetime reached, idle timeout of
     /// zero).
     pub fn release(mut self) {
-        let tracked = self.tracked.take().expect("a live guard holds its connection");
+        let tracked = self
+            .tracked
+            .take()
+            .expect("a live guard holds its connection");
         let shared = &*self.shared;
         shared.emit(&tracked.key, Some(tracked.id), EventKind::Returned);
         let mut after = Aftermath::new();
@@ -142,7 +153,10 @@ impl<K: Key, M: Manager<K>> PooledConn<K, M> {
     /// Takes the connection out of the pool for good (for a protocol
     /// upgrade, say). Its slot is freed.
     pub fn detach(mut self) -> M::Conn {
-        let mut tracked = self.tracked.take().expect("a live guard holds its connection");
+        let mut tracked = self
+            .tracked
+            .take()
+            .expect("a live guard holds its connection");
         let shared = &*self.shared;
         shared
             .lock()
@@ -162,9 +176,7 @@ impl<K: Key, M: Manager<K>> PooledConn<K, M> {
             return;
         };
         let shared = &*self.shared;
-        shared
-            .lock()
-            .close_checked_out(&mut tracked, reason);
+        shared.lock().close_checked_out(&mut tracked, reason);
         shared.emit(&tracked.key, Some(tracked.id), EventKind::Closed { reason });
         drop(tracked);
     }

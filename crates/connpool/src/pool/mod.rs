@@ -280,12 +280,13 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
         let mut failed: Option<(Tracked<K, M::Conn>, EvictReason)> = None;
         loop {
             let mut after = Aftermath::new();
+            let now = Instant::now();
             let take = shared.lock().take(
                 &shared.config,
                 key,
                 failed.as_mut().map(|(tracked, reason)| (tracked, *reason)),
                 location,
-                Instant::now(),
+                now,
                 &mut after,
             );
             if let Some((tracked, reason)) = failed.take() {
@@ -302,7 +303,13 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
                     }
                 }
                 Take::Refused(stats) => {
-                    shared.emit(key, None, EventKind::Refused { waiters: stats.waiters });
+                    shared.emit(
+                        key,
+                        None,
+                        EventKind::Refused {
+                            waiters: stats.waiters,
+                        },
+                    );
                     return Err(Error::limit(
                         ErrorKind::TooManyWaiters,
                         "max_waiters_per_key",
@@ -313,7 +320,7 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
                     .with_key(key));
                 }
             };
-            let mut conn = PooledConn::new(self.shared.clone(), tracked, idle_for);
+            let mut conn = PooledConn::new(self.shared.clone(), tracked, idle_for, now);
             match shared.manager.check(&mut conn) {
                 Ok(()) => {
                     shared.emit(
@@ -365,7 +372,8 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
                         outcome: WaitOutcome::Granted,
                     },
                 );
-                if let Grant::Conn(tracked) = &mut grant {
+                if let (Grant::Conn(tracked), Some(_)) = (&mut grant, shared.config.leak_threshold)
+                {
                     shared.lock().begin_granted_checkout(
                         &shared.config,
                         tracked,
@@ -434,14 +442,17 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
                         took: now - started,
                     },
                 );
-                Ok(PooledConn::new(self.shared.clone(), tracked, std::time::Duration::ZERO))
+                Ok(PooledConn::new(
+                    self.shared.clone(),
+                    tracked,
+                    std::time::Duration::ZERO,
+                    now,
+                ))
             }
             Err(err) => {
                 let err = err.with_key(key);
                 unit.disarm();
-                shared
-                    .lock()
-                    .connect_abandoned(key, true);
+                shared.lock().connect_abandoned(key, true);
                 shared.emit(
                     key,
                     Some(id),
@@ -490,7 +501,11 @@ impl<K: Key, M: Manager<K>> Shared<K, M> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    #[inline]
     pub(crate) fn emit(&self, key: &K, conn: Option<ConnId>, kind: EventKind) {
+        if self.observer.is_none() && !events::traced(&kind) {
+            return;
+        }
         let event = Event { key, conn, kind };
         if let Some(observer) = &self.observer {
             observer.on_event(&event);
@@ -503,7 +518,11 @@ impl<K: Key, M: Manager<K>> Shared<K, M> {
     pub(crate) fn finish(&self, after: Aftermath<K, M::Conn>) {
         for (tracked, reason) in after.closing {
             if let CloseReason::Evicted(reason) = reason {
-                self.emit(&tracked.key, Some(tracked.id), EventKind::Evicted { reason });
+                self.emit(
+                    &tracked.key,
+                    Some(tracked.id),
+                    EventKind::Evicted { reason },
+                );
             }
             self.emit(&tracked.key, Some(tracked.id), EventKind::Closed { reason });
             drop(tracked);
@@ -560,9 +579,7 @@ impl<K: Key, M: Manager<K>> ConnectGuard<'_, K, M> {
 impl<K: Key, M: Manager<K>> Drop for ConnectGuard<'_, K, M> {
     fn drop(&mut self) {
         if self.armed {
-            self.shared
-                .lock()
-                .connect_abandoned(self.key, false);
+            self.shared.lock().connect_abandoned(self.key, false);
         }
     }
 }

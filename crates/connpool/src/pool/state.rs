@@ -262,7 +262,12 @@ struct Totals {
 
 impl Totals {
     /// Queues `tracked` to be closed as evicted for `reason`.
-    fn evict<K, C>(&mut self, tracked: Tracked<K, C>, reason: EvictReason, after: &mut Aftermath<K, C>) {
+    fn evict<K, C>(
+        &mut self,
+        tracked: Tracked<K, C>,
+        reason: EvictReason,
+        after: &mut Aftermath<K, C>,
+    ) {
         self.counters.evicted_by_reason[reason.index()] += 1;
         self.counters.closed += 1;
         after.closing.push((tracked, CloseReason::Evicted(reason)));
@@ -312,10 +317,10 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
         now: Instant,
         after: &mut Aftermath<K, C>,
     ) -> Take<K, C> {
-        if !self.keys.contains_key(key) {
-            self.keys.insert(key.clone(), KeyState::new());
-        }
-        let ks = self.keys.get_mut(key).expect("inserted above");
+        let ks = match self.keys.get_mut(key) {
+            Some(ks) => ks,
+            None => self.keys.entry(key.clone()).or_insert_with(KeyState::new),
+        };
         let totals = &mut self.totals;
         let holding = failed.is_some();
         if let Some((tracked, reason)) = failed {
@@ -335,13 +340,7 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
             totals.idle_taken += 1;
             let mut tracked = entry.tracked;
             tracked.uses += 1;
-            track_checkout(
-                &mut self.checkouts,
-                config,
-                &mut tracked,
-                location,
-                now,
-            );
+            track_checkout(&mut self.checkouts, config, &mut tracked, location, now);
             return Take::Idle {
                 tracked,
                 idle_for: now.saturating_duration_since(entry.since),
@@ -376,7 +375,10 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
         location: &'static Location<'static>,
         now: Instant,
     ) {
-        let ks = self.keys.get_mut(&tracked.key).expect("connecting key is tracked");
+        let ks = self
+            .keys
+            .get_mut(&tracked.key)
+            .expect("connecting key is tracked");
         ks.connecting -= 1;
         ks.checked_out += 1;
         self.totals.counters.created += 1;
@@ -404,28 +406,32 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
     ) {
         untrack_checkout(&mut self.checkouts, &mut tracked);
         self.totals.counters.returned += 1;
-        let key = tracked.key.clone();
+        let ks = self
+            .keys
+            .get_mut(&tracked.key)
+            .expect("checked-out key is tracked");
         if let Some(reason) = expiry(config, &tracked, None, now) {
-            self.totals.evict(tracked, reason, after);
-            let ks = self.keys.get_mut(&key).expect("checked-out key is tracked");
             ks.checked_out -= 1;
+            let key = tracked.key.clone();
+            self.totals.evict(tracked, reason, after);
             self.free_unit(&key);
             return;
         }
-        let ks = self.keys.get_mut(&key).expect("checked-out key is tracked");
-        // The unit stays checked out if a waiter takes the connection.
-        tracked.uses += 1;
-        match ks.waiters.offer(Grant::Conn(tracked)) {
-            Ok(()) => {
-                // The waiter starts its own leak record when it wakes.
-                self.totals.idle_taken += 1;
-                return;
+        if !ks.waiters.queue.is_empty() {
+            // The unit stays checked out: the waiter takes it over.
+            tracked.uses += 1;
+            match ks.waiters.offer(Grant::Conn(tracked)) {
+                Ok(()) => {
+                    // The waiter starts its own leak record when it wakes.
+                    self.totals.idle_taken += 1;
+                    return;
+                }
+                Err(Grant::Conn(mut back)) => {
+                    back.uses -= 1;
+                    tracked = back;
+                }
+                Err(Grant::Permit(_)) => unreachable!("offered a connection"),
             }
-            Err(Grant::Conn(mut back)) => {
-                back.uses -= 1;
-                tracked = back;
-            }
-            Err(Grant::Permit(_)) => unreachable!("offered a connection"),
         }
         ks.checked_out -= 1;
         ks.idle.entries.push_back(IdleEntry {
@@ -435,6 +441,7 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
         self.totals.idle += 1;
         if ks.idle.len() > config.max_idle_per_key {
             let oldest = ks.idle.pop_oldest().expect("list is over its cap");
+            let key = oldest.key.clone();
             self.totals.idle -= 1;
             self.totals.evict(oldest, EvictReason::PoolFull, after);
             self.forget_if_unused(&key);
@@ -446,19 +453,18 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
 
     /// A checked-out connection is closed (dropped, discarded, detached):
     /// its unit is freed.
-    pub(crate) fn close_checked_out(
-        &mut self,
-        tracked: &mut Tracked<K, C>,
-        reason: CloseReason,
-    ) {
+    pub(crate) fn close_checked_out(&mut self, tracked: &mut Tracked<K, C>, reason: CloseReason) {
         untrack_checkout(&mut self.checkouts, tracked);
         if reason == CloseReason::Dropped {
             self.totals.counters.dropped += 1;
         }
         self.totals.counters.closed += 1;
-        let ks = self.keys.get_mut(&tracked.key).expect("checked-out key is tracked");
+        let ks = self
+            .keys
+            .get_mut(&tracked.key)
+            .expect("checked-out key is tracked");
         ks.checked_out -= 1;
-        self.free_unit(&tracked.key.clone());
+        self.free_unit(&tracked.key);
     }
 
     /// A waiter stopped waiting without its grant (timed out, cancelled).

@@ -140,9 +140,10 @@ impl TcpManager {
     }
 
     async fn open(&self, target: &impl Target) -> Result<TcpStream, Error> {
-        let addrs = target.resolve().await.map_err(|e| {
-            Error::new(ErrorKind::Resolve, "could not resolve").with_source(e)
-        })?;
+        let addrs = target
+            .resolve()
+            .await
+            .map_err(|e| Error::new(ErrorKind::Resolve, "could not resolve").with_source(e))?;
         if addrs.is_empty() {
             return Err(Error::new(ErrorKind::Resolve, "no addresses"));
         }
