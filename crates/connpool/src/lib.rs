@@ -34,10 +34,11 @@
 mod error;
 pub mod events;
 mod pool;
+mod sys;
 pub mod tcp;
 
 pub use error::{Error, ErrorKind};
 pub use events::{CloseReason, Event, EventKind, EvictReason, Observer, WaitOutcome};
 pub use pool::{
-    Counters, Key, KeyStats, Manager, Pool, PoolBuilder, PoolConfig, PoolStats, PooledConn,
+    Clock, Counters, Key, KeyStats, Manager, Pool, PoolBuilder, PoolConfig, PoolStats, PooledConn,
 };

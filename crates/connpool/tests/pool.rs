@@ -9,12 +9,19 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{MemManager, Recorder, normalized};
-use connpool::{CloseReason, ErrorKind, EventKind, EvictReason, Pool, PoolConfig, WaitOutcome};
+use connpool::{
+    Clock, CloseReason, ErrorKind, EventKind, EvictReason, Pool, PoolConfig, WaitOutcome,
+};
 
 fn pool_with(config: PoolConfig) -> (Pool<&'static str, MemManager>, MemManager) {
     let manager = MemManager::default();
     (
-        Pool::builder(manager.clone()).config(config).build(),
+        Pool::builder(manager.clone())
+            .config(PoolConfig {
+                clock: Clock::Tokio,
+                ..config
+            })
+            .build(),
         manager,
     )
 }
@@ -79,7 +86,10 @@ async fn discard_and_detach_free_the_slot() {
 #[tokio::test]
 async fn cap_counts_connects_in_flight() {
     let (manager, gate) = MemManager::gated();
-    let pool = Pool::builder(manager).max_conns_per_key(2).build();
+    let pool = Pool::builder(manager)
+        .clock(connpool::Clock::Tokio)
+        .max_conns_per_key(2)
+        .build();
     let p1 = pool.clone();
     let p2 = pool.clone();
     let p3 = pool.clone();
@@ -249,7 +259,10 @@ async fn futures_poll_once<F: std::future::Future>(
 #[tokio::test]
 async fn a_cancelled_connect_frees_its_slot() {
     let (manager, gate) = MemManager::gated();
-    let pool = Pool::builder(manager).max_conns_per_key(1).build();
+    let pool = Pool::builder(manager)
+        .clock(connpool::Clock::Tokio)
+        .max_conns_per_key(1)
+        .build();
     let p = pool.clone();
     let connecting = tokio::spawn(async move { p.get(&"k").await.map(|c| c.release()) });
     while pool.key_stats(&"k").connecting < 1 {
@@ -289,6 +302,7 @@ async fn a_connection_failing_its_check_is_evicted_and_the_next_tried() {
     let recorder = Recorder::default();
     let manager = MemManager::default();
     let pool = Pool::builder(manager.clone())
+        .clock(connpool::Clock::Tokio)
         .observer(recorder.observer())
         .build();
     let a = pool.get(&"k").await.unwrap();
@@ -332,6 +346,7 @@ async fn a_connection_failing_its_check_is_evicted_and_the_next_tried() {
 async fn idle_timeout_is_enforced_at_checkout_and_by_the_reaper() {
     let recorder = Recorder::default();
     let pool = Pool::builder(MemManager::default())
+        .clock(connpool::Clock::Tokio)
         .idle_timeout(Some(Duration::from_secs(5)))
         .reap_interval(Some(Duration::from_secs(60)))
         .observer(recorder.observer())
@@ -448,6 +463,7 @@ async fn keys_are_forgotten_when_unused() {
 async fn leaks_are_reported_once_with_the_checkout_site() {
     let recorder = Recorder::default();
     let pool = Pool::builder(MemManager::default())
+        .clock(connpool::Clock::Tokio)
         .leak_threshold(Some(Duration::from_secs(30)))
         .reap_interval(Some(Duration::from_secs(1)))
         .observer(recorder.observer())
@@ -481,6 +497,7 @@ async fn leaks_are_reported_once_with_the_checkout_site() {
 async fn the_event_trace_of_a_connections_life_is_exact() {
     let recorder = Recorder::default();
     let pool = Pool::builder(MemManager::default())
+        .clock(connpool::Clock::Tokio)
         .max_conns_per_key(1)
         .observer(recorder.observer())
         .build();
@@ -549,6 +566,7 @@ fn dropping_the_pool_closes_idle_connections_and_ends_the_reaper() {
     let recorder = Recorder::default();
     rt.block_on(async {
         let pool = Pool::builder(manager.clone())
+            .clock(connpool::Clock::Tokio)
             .observer(recorder.observer())
             .build();
         pool.get(&"k").await.unwrap().release();
@@ -567,4 +585,23 @@ fn dropping_the_pool_closes_idle_connections_and_ends_the_reaper() {
             reason: CloseReason::PoolDropped
         })
     );
+}
+
+#[tokio::test]
+async fn the_default_coarse_clock_expires_idle_connections() {
+    // Real time: the coarse clock lags by at most one tick (≤ 4 ms), so
+    // sleeping the timeout plus 10 ms guarantees expiry; nothing here can
+    // expire early.
+    let pool = Pool::builder(MemManager::default())
+        .idle_timeout(Some(Duration::from_millis(30)))
+        .reap_interval(Some(Duration::from_secs(3600)))
+        .build();
+    assert_eq!(pool.config().clock, Clock::Coarse);
+    pool.get(&"k").await.unwrap().release();
+    let again = pool.get(&"k").await.unwrap();
+    assert!(again.is_reused(), "well within the timeout");
+    again.release();
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    assert!(!pool.get(&"k").await.unwrap().is_reused());
+    assert_eq!(pool.stats().counters.evicted(EvictReason::IdleTimeout), 1);
 }

@@ -48,6 +48,7 @@ async fn run_case(seed: u64) {
         ..Default::default()
     };
     let pool = Pool::builder(manager.clone())
+        .clock(connpool::Clock::Tokio)
         .max_conns_per_key(cap)
         .max_idle_per_key(1 + rng.below(3) as usize)
         .max_idle_total(1 + rng.below(4) as usize)
@@ -171,6 +172,7 @@ fn limits_hold_on_a_multi_thread_runtime() {
         let cap = 5;
         let manager = MemManager::default();
         let pool = Pool::builder(manager.clone())
+            .clock(connpool::Clock::Tokio)
             .max_conns_per_key(cap)
             .wait_timeout(Duration::from_secs(30))
             .build();

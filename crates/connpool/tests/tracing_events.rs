@@ -56,6 +56,7 @@ fn lifecycle_and_leaks_are_traced() {
             .unwrap();
         rt.block_on(async {
             let pool = Pool::builder(MemManager::default())
+                .clock(connpool::Clock::Tokio)
                 .leak_threshold(Some(Duration::from_secs(10)))
                 .build();
             pool.get(&"db").await.unwrap().release();

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::Clock;
+
 /// Settings of a [`Pool`](crate::Pool). Every field has a safe default;
 /// change the ones you need with struct update syntax or with the
 /// [`PoolBuilder`](crate::PoolBuilder) methods of the same names.
@@ -56,6 +58,10 @@ pub struct PoolConfig {
     /// and suspected leaks. `None` derives it from the timeouts above: a
     /// quarter of the smallest, between 10 ms and 1 s.
     pub reap_interval: Option<Duration>,
+    /// The clock for idle times, lifetimes and leak thresholds. Default
+    /// [`Clock::Coarse`]; tests that pause tokio's clock use
+    /// [`Clock::Tokio`].
+    pub clock: Clock,
 }
 
 impl Default for PoolConfig {
@@ -70,6 +76,7 @@ impl Default for PoolConfig {
             max_lifetime: None,
             leak_threshold: None,
             reap_interval: None,
+            clock: Clock::Coarse,
         }
     }
 }

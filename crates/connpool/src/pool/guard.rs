@@ -6,8 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
+use super::clock::Stamp;
 use super::state::{Aftermath, Tracked};
 use super::{Key, Manager, Shared};
 use crate::CloseReason;
@@ -43,7 +42,7 @@ pub struct PooledConn<K: Key, M: Manager<K>> {
     /// `None` once released, discarded, detached or disarmed.
     tracked: Option<Tracked<K, M::Conn>>,
     idle_for: Duration,
-    checked_out_at: Instant,
+    checked_out_at: Stamp,
 }
 
 impl<K: Key, M: Manager<K>> PooledConn<K, M> {
@@ -51,7 +50,7 @@ impl<K: Key, M: Manager<K>> PooledConn<K, M> {
         shared: Arc<Shared<K, M>>,
         tracked: Tracked<K, M::Conn>,
         idle_for: Duration,
-        checked_out_at: Instant,
+        checked_out_at: Stamp,
     ) -> Self {
         PooledConn {
             shared,
@@ -105,12 +104,12 @@ impl<K: Key, M: Manager<K>> PooledConn<K, M> {
 
     /// How long since it was opened.
     pub fn age(&self) -> Duration {
-        self.tracked().created.elapsed()
+        self.shared.config.clock.now().since(self.tracked().created)
     }
 
     /// How long it has been checked out.
     pub fn held_for(&self) -> Duration {
-        self.checked_out_at.elapsed()
+        self.shared.config.clock.now().since(self.checked_out_at)
     }
 
     /// Caps this connection's idle timeout below the pool's, for example
@@ -137,9 +136,12 @@ impl<K: Key, M: Manager<K>> PooledConn<K, M> {
         let shared = &*self.shared;
         shared.emit(&tracked.key, Some(tracked.id), EventKind::Returned);
         let mut after = Aftermath::new();
-        shared
-            .lock()
-            .give_back(&shared.config, tracked, Instant::now(), &mut after);
+        shared.lock().give_back(
+            &shared.config,
+            tracked,
+            shared.config.clock.now(),
+            &mut after,
+        );
         shared.finish(after);
     }
 

@@ -52,12 +52,14 @@
 //! # Ok(()) }
 //! ```
 
+mod clock;
 mod config;
 mod guard;
 mod reaper;
 mod state;
 mod stats;
 
+pub use clock::Clock;
 pub use config::PoolConfig;
 pub use guard::PooledConn;
 pub use stats::{Counters, KeyStats, PoolStats};
@@ -66,10 +68,10 @@ use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::panic::Location;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 
-use tokio::sync::Notify;
-use tokio::time::Instant;
+use std::time::Instant;
 
 use crate::events::{self, ConnId, Event, EventKind, Observer, WaitOutcome};
 use crate::{CloseReason, Error, ErrorKind, EvictReason};
@@ -137,9 +139,10 @@ pub(crate) struct Shared<K: Key, M: Manager<K>> {
     pub(crate) config: PoolConfig,
     observer: Option<Arc<dyn Observer<K>>>,
     state: Mutex<State<K, M::Conn>>,
-    reaper_started: Once,
-    /// Wakes the reaper so it notices the pool is gone.
-    reaper_shutdown: Arc<Notify>,
+    /// Starts the pool's task (reaper and waiter timer) once.
+    task_started: Once,
+    /// How the pool talks to its task; the task holds these, not the pool.
+    signals: Arc<reaper::Signals>,
 }
 
 /// Builds a [`Pool`]: the settings of [`PoolConfig`] plus an observer.
@@ -197,6 +200,8 @@ impl<K: Key, M: Manager<K>> PoolBuilder<K, M> {
         leak_threshold: Option<std::time::Duration>;
         /// See [`PoolConfig::reap_interval`].
         reap_interval: Option<std::time::Duration>;
+        /// See [`PoolConfig::clock`].
+        clock: Clock;
     }
 
     /// Sets the observer that receives every [`Event`].
@@ -214,8 +219,8 @@ impl<K: Key, M: Manager<K>> PoolBuilder<K, M> {
                 config: self.config,
                 observer: self.observer,
                 state: Mutex::new(State::new()),
-                reaper_started: Once::new(),
-                reaper_shutdown: Arc::new(Notify::new()),
+                task_started: Once::new(),
+                signals: Arc::default(),
             }),
         }
     }
@@ -280,7 +285,7 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
         let mut failed: Option<(Tracked<K, M::Conn>, EvictReason)> = None;
         loop {
             let mut after = Aftermath::new();
-            let now = Instant::now();
+            let now = shared.config.clock.now();
             let take = shared.lock().take(
                 &shared.config,
                 key,
@@ -296,10 +301,19 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
             let (tracked, idle_for) = match take {
                 Take::Idle { tracked, idle_for } => (tracked, idle_for),
                 Take::Connect(id) => return self.connect(key, id, location).await,
-                Take::Wait { id, rx, waiters } => {
+                Take::Wait {
+                    id,
+                    rx,
+                    waiters,
+                    wake_timer,
+                } => {
+                    if wake_timer {
+                        shared.signals.wake_timer.notify_one();
+                    }
                     match self.wait(key, id, rx, waiters, location).await? {
                         Grant::Conn(tracked) => (tracked, std::time::Duration::ZERO),
                         Grant::Permit(id) => return self.connect(key, id, location).await,
+                        Grant::Expired(_) => unreachable!("wait() turns Expired into an error"),
                     }
                 }
                 Take::Refused(stats) => {
@@ -339,8 +353,10 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
         }
     }
 
-    /// Waits for a grant; on timeout or cancellation the waiting place is
-    /// given up, and a grant that raced in is handed on.
+    /// Waits for a grant. The deadline is watched by the pool's timer task,
+    /// which answers with [`Grant::Expired`]: no waiter arms a timer of its
+    /// own. On cancellation the waiting place is given up, and a grant that
+    /// raced in is handed on.
     async fn wait(
         &self,
         key: &K,
@@ -351,7 +367,8 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
     ) -> Result<Grant<K, M::Conn>, Error> {
         let shared = &*self.shared;
         shared.emit(key, None, EventKind::WaitStarted { waiters });
-        let started = Instant::now();
+        // Timing the wait costs a clock read; only pay it for a listener.
+        let started = shared.listening().then(Instant::now);
         let mut wait = WaitGuard {
             shared,
             key,
@@ -360,46 +377,45 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
             started,
         };
         let rx = wait.rx.as_mut().expect("set above");
-        match tokio::time::timeout(shared.config.wait_timeout, rx).await {
-            Ok(Ok(mut grant)) => {
+        let answer = if shared.signals.timer_running.load(Ordering::Acquire) {
+            Ok(rx.await)
+        } else {
+            // No timer task (no tokio runtime when the pool first ran):
+            // fall back to a timer of our own.
+            tokio::time::timeout(shared.config.wait_timeout, rx).await
+        };
+        let grant = match answer {
+            Ok(Ok(grant)) => grant,
+            // Senders live in the pool's state, which outlives this borrow,
+            // and are only dropped after sending; kept as an error anyway.
+            Ok(Err(_closed)) => {
                 wait.rx = None;
-                let waited = started.elapsed();
-                shared.emit(
-                    key,
-                    None,
-                    EventKind::WaitEnded {
-                        waited,
-                        outcome: WaitOutcome::Granted,
-                    },
-                );
+                return Err(Error::new(ErrorKind::Io, "the pool dropped a waiter").with_key(key));
+            }
+            Err(_elapsed) => {
+                let stats = wait.give_up();
+                return Err(wait_timeout_error(shared, key, stats));
+            }
+        };
+        wait.rx = None;
+        let outcome = match grant {
+            Grant::Expired(_) => WaitOutcome::TimedOut,
+            _ => WaitOutcome::Granted,
+        };
+        wait.ended(outcome);
+        match grant {
+            Grant::Expired(stats) => Err(wait_timeout_error(shared, key, stats)),
+            mut grant => {
                 if let (Grant::Conn(tracked), Some(_)) = (&mut grant, shared.config.leak_threshold)
                 {
                     shared.lock().begin_granted_checkout(
                         &shared.config,
                         tracked,
                         location,
-                        Instant::now(),
+                        shared.config.clock.now(),
                     );
                 }
                 Ok(grant)
-            }
-            // Senders live in the pool's state, which outlives this borrow,
-            // and are only dropped after sending; kept as an error anyway.
-            Ok(Err(_closed)) => {
-                wait.rx = None;
-                Err(Error::new(ErrorKind::Io, "the pool dropped a waiter").with_key(key))
-            }
-            Err(_elapsed) => {
-                let stats = wait.give_up(true);
-                let waited = started.elapsed();
-                Err(Error::limit(
-                    ErrorKind::PoolWaitTimeout,
-                    "max_conns_per_key",
-                    shared.config.max_conns_per_key,
-                    Some(waited),
-                    stats,
-                )
-                .with_key(key))
             }
         }
     }
@@ -421,7 +437,8 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
         let started = Instant::now();
         match shared.manager.connect(key).await {
             Ok(conn) => {
-                let now = Instant::now();
+                let took = started.elapsed();
+                let now = shared.config.clock.now();
                 let mut tracked = Tracked {
                     conn,
                     key: key.clone(),
@@ -435,13 +452,7 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
                     .lock()
                     .connected(&shared.config, &mut tracked, location, now);
                 unit.disarm();
-                shared.emit(
-                    key,
-                    Some(id),
-                    EventKind::Connected {
-                        took: now - started,
-                    },
-                );
+                shared.emit(key, Some(id), EventKind::Connected { took });
                 Ok(PooledConn::new(
                     self.shared.clone(),
                     tracked,
@@ -539,16 +550,27 @@ impl<K: Key, M: Manager<K>> Shared<K, M> {
         }
     }
 
+    /// Whether anyone listens to events (an observer, or `tracing`).
+    fn listening(&self) -> bool {
+        self.observer.is_some() || events::traced(&EventKind::Returned)
+    }
+
+    /// Ends expired waits; returns the next deadline to watch.
+    fn expire_waiters(&self, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
+        self.lock().expire_waiters(now)
+    }
+
     fn reap(&self) {
         let mut after = Aftermath::new();
-        self.lock().reap(&self.config, Instant::now(), &mut after);
+        self.lock()
+            .reap(&self.config, self.config.clock.now(), &mut after);
         self.finish(after);
     }
 }
 
 impl<K: Key, M: Manager<K>> Drop for Shared<K, M> {
     fn drop(&mut self) {
-        self.reaper_shutdown.notify_one();
+        self.signals.shutdown.notify_one();
         let idle = self.lock().drain_idle();
         for tracked in idle {
             self.emit(
@@ -584,19 +606,19 @@ impl<K: Key, M: Manager<K>> Drop for ConnectGuard<'_, K, M> {
     }
 }
 
-/// Owns a waiting place; dropped before a grant was taken (timeout,
-/// cancellation) it leaves the queue and hands on any grant that raced in.
+/// Owns a waiting place; dropped before a grant was taken (cancellation)
+/// it leaves the queue and hands on any grant that raced in.
 struct WaitGuard<'a, K: Key, M: Manager<K>> {
     shared: &'a Shared<K, M>,
     key: &'a K,
     id: u64,
     rx: Option<tokio::sync::oneshot::Receiver<Grant<K, M::Conn>>>,
-    started: Instant,
+    started: Option<Instant>,
 }
 
 impl<K: Key, M: Manager<K>> WaitGuard<'_, K, M> {
     /// Leaves the queue; returns the key's state afterwards.
-    fn give_up(&mut self, timed_out: bool) -> KeyStats {
+    fn give_up(&mut self) -> KeyStats {
         let Some(mut rx) = self.rx.take() else {
             return KeyStats::default();
         };
@@ -604,7 +626,7 @@ impl<K: Key, M: Manager<K>> WaitGuard<'_, K, M> {
         let mut after = Aftermath::new();
         let stats = {
             let mut state = shared.lock();
-            if !state.cancel_wait(self.key, self.id, timed_out) {
+            if !state.cancel_wait(self.key, self.id) {
                 // Already dequeued: the grant is in the channel (the sender
                 // sends under the lock we hold, so it is there now).
                 rx.close();
@@ -613,7 +635,7 @@ impl<K: Key, M: Manager<K>> WaitGuard<'_, K, M> {
                         &shared.config,
                         self.key,
                         grant,
-                        Instant::now(),
+                        shared.config.clock.now(),
                         &mut after,
                     );
                 }
@@ -621,25 +643,43 @@ impl<K: Key, M: Manager<K>> WaitGuard<'_, K, M> {
             state.key_stats(self.key)
         };
         shared.finish(after);
-        let outcome = if timed_out {
-            WaitOutcome::TimedOut
-        } else {
-            WaitOutcome::Cancelled
-        };
-        shared.emit(
-            self.key,
-            None,
-            EventKind::WaitEnded {
-                waited: self.started.elapsed(),
-                outcome,
-            },
-        );
         stats
+    }
+
+    fn ended(&self, outcome: WaitOutcome) {
+        if let Some(started) = self.started {
+            self.shared.emit(
+                self.key,
+                None,
+                EventKind::WaitEnded {
+                    waited: started.elapsed(),
+                    outcome,
+                },
+            );
+        }
     }
 }
 
 impl<K: Key, M: Manager<K>> Drop for WaitGuard<'_, K, M> {
     fn drop(&mut self) {
-        self.give_up(false);
+        if self.rx.is_some() {
+            self.give_up();
+            self.ended(WaitOutcome::Cancelled);
+        }
     }
+}
+
+fn wait_timeout_error<K: Key, M: Manager<K>>(
+    shared: &Shared<K, M>,
+    key: &K,
+    stats: KeyStats,
+) -> Error {
+    Error::limit(
+        ErrorKind::PoolWaitTimeout,
+        "max_conns_per_key",
+        shared.config.max_conns_per_key,
+        Some(shared.config.wait_timeout),
+        stats,
+    )
+    .with_key(key)
 }

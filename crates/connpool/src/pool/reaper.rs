@@ -1,38 +1,75 @@
-//! The reaper: one task per pool that evicts expired idle connections and
-//! reports suspected leaks, so no connection needs a timer of its own.
+//! The pool's one task: it evicts expired idle connections, reports
+//! suspected leaks, and ends waits whose deadline passed — so neither a
+//! connection nor a waiter needs a timer of its own.
 //!
-//! It holds only a `Weak` reference, upgraded for the moment of each sweep,
-//! so it never keeps a pool alive; the pool's drop wakes it and it ends.
+//! Waiter deadlines are cheap to watch: every waiter of a pool waits the
+//! same `wait_timeout`, so each key's FIFO queue is in deadline order and
+//! the task sleeps until the earliest front. It is woken only when a
+//! waiter arrives while it watches none.
+//!
+//! The task holds only a `Weak` reference, upgraded for the moment of each
+//! sweep, so it never keeps a pool alive; the pool's drop wakes it and it
+//! ends.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-use tokio::time::MissedTickBehavior;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use super::{Key, Manager, Shared};
 
-/// Starts the reaper of `shared` once, on the current tokio runtime. A pool
-/// with nothing to reap (no timeouts) has none.
+/// What the pool and its task share, apart from the pool itself.
+#[derive(Default)]
+pub(super) struct Signals {
+    /// A waiter arrived while the task watched no deadline.
+    pub(super) wake_timer: Notify,
+    /// The pool was dropped.
+    pub(super) shutdown: Notify,
+    /// The task runs; without it waiters time themselves.
+    pub(super) timer_running: AtomicBool,
+}
+
+/// Starts the task of `shared` once, on the current tokio runtime.
 pub(super) fn start<K: Key, M: Manager<K>>(shared: &Arc<Shared<K, M>>) {
-    shared.reaper_started.call_once(|| {
-        let Some(period) = shared.config.reaper_period() else {
-            return;
-        };
+    shared.task_started.call_once(|| {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let pool = Arc::downgrade(shared);
-        let shutdown = shared.reaper_shutdown.clone();
-        runtime.spawn(async move {
-            let mut ticks = tokio::time::interval(period);
-            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = ticks.tick() => {}
-                    _ = shutdown.notified() => return,
-                }
-                let Some(shared) = pool.upgrade() else { return };
-                shared.reap();
-            }
-        });
+        shared.signals.timer_running.store(true, Ordering::Release);
+        let period = shared.config.reaper_period();
+        runtime.spawn(run(Arc::downgrade(shared), shared.signals.clone(), period));
     });
+}
+
+async fn run<K: Key, M: Manager<K>>(
+    pool: Weak<Shared<K, M>>,
+    signals: Arc<Signals>,
+    reap_every: Option<Duration>,
+) {
+    let mut next_reap = reap_every.map(|every| Instant::now() + every);
+    loop {
+        let next_expiry = {
+            let Some(shared) = pool.upgrade() else { return };
+            let now = Instant::now();
+            if next_reap.is_some_and(|at| at <= now) {
+                shared.reap();
+                next_reap = reap_every.map(|every| now + every);
+            }
+            shared.expire_waiters(now)
+        };
+        let wake_at = next_reap.into_iter().chain(next_expiry).min();
+        let sleep = async {
+            match wake_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sleep => {}
+            _ = signals.wake_timer.notified() => {}
+            _ = signals.shutdown.notified() => return,
+        }
+    }
 }

@@ -21,14 +21,16 @@
 //! a key with nothing idle, checked out, connecting or waiting is removed.
 
 use std::collections::{HashMap, VecDeque};
+
+use foldhash::fast::RandomState;
 use std::hash::Hash;
 use std::panic::Location;
 use std::time::Duration;
 
 use slab::Slab;
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 
+use super::clock::Stamp;
 use super::{KeyStats, PoolConfig};
 use crate::events::ConnId;
 use crate::{CloseReason, Counters, EvictReason};
@@ -39,7 +41,7 @@ pub(crate) struct Tracked<K, C> {
     pub conn: C,
     pub key: K,
     pub id: ConnId,
-    pub created: Instant,
+    pub created: Stamp,
     /// Checkouts so far, the current one included.
     pub uses: u64,
     /// A cap on this connection's idle timeout (from a server hint, say).
@@ -51,7 +53,7 @@ pub(crate) struct Tracked<K, C> {
 
 struct IdleEntry<K, C> {
     tracked: Tracked<K, C>,
-    since: Instant,
+    since: Stamp,
 }
 
 /// Idle connections of one key, least recently used at the front.
@@ -69,7 +71,7 @@ impl<K, C> IdleList<K, C> {
         self.entries.len()
     }
 
-    fn oldest_since(&self) -> Option<Instant> {
+    fn oldest_since(&self) -> Option<Stamp> {
         self.entries.front().map(|e| e.since)
     }
 
@@ -81,7 +83,7 @@ impl<K, C> IdleList<K, C> {
     fn drain_expired(
         &mut self,
         config: &PoolConfig,
-        now: Instant,
+        now: Stamp,
         mut out: impl FnMut(Tracked<K, C>, EvictReason),
     ) {
         if !self
@@ -105,11 +107,11 @@ impl<K, C> IdleList<K, C> {
 fn expiry<K, C>(
     config: &PoolConfig,
     tracked: &Tracked<K, C>,
-    idle_since: Option<Instant>,
-    now: Instant,
+    idle_since: Option<Stamp>,
+    now: Stamp,
 ) -> Option<EvictReason> {
     if let Some(lifetime) = config.max_lifetime {
-        if now.saturating_duration_since(tracked.created) >= lifetime {
+        if now.since(tracked.created) >= lifetime {
             return Some(EvictReason::MaxLifetime);
         }
     }
@@ -118,7 +120,7 @@ fn expiry<K, C>(
         (a, b) => a.or(b),
     };
     if let Some(timeout) = idle_timeout {
-        let idle_for = idle_since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+        let idle_for = idle_since.map_or(Duration::ZERO, |s| now.since(s));
         // A zero timeout means "never reuse", even when no time has passed.
         if timeout.is_zero() || idle_for >= timeout {
             return Some(EvictReason::IdleTimeout);
@@ -135,11 +137,16 @@ pub(crate) enum Grant<K, C> {
     /// The right to open a connection with this id; the waiter owns a
     /// connecting unit.
     Permit(ConnId),
+    /// The wait deadline passed; the key's state at that moment.
+    Expired(KeyStats),
 }
 
 struct Waiter<K, C> {
     id: u64,
     tx: oneshot::Sender<Grant<K, C>>,
+    /// When its wait ends. Every waiter of a pool waits `wait_timeout`, so
+    /// a queue is in deadline order and only its front needs watching.
+    deadline: tokio::time::Instant,
 }
 
 /// Callers waiting for a key, oldest first.
@@ -205,7 +212,7 @@ impl<K, C> KeyState<K, C> {
 pub(crate) struct CheckoutRecord<K> {
     pub key: K,
     pub conn: ConnId,
-    pub since: Instant,
+    pub since: Stamp,
     pub location: &'static Location<'static>,
     pub reported: bool,
 }
@@ -220,11 +227,14 @@ pub(crate) enum Take<K, C> {
     },
     /// A connecting unit: open connection `id`.
     Connect(ConnId),
-    /// The key is at its cap: wait on `rx`; `id` names the wait.
+    /// The key is at its cap: wait on `rx`; `id` names the wait. When
+    /// `wake_timer` is set, the pool's timer task was idle and must be woken
+    /// to watch the new deadline.
     Wait {
         id: u64,
         rx: oneshot::Receiver<Grant<K, C>>,
         waiters: usize,
+        wake_timer: bool,
     },
     /// Too many waiters already; the key's state is attached.
     Refused(KeyStats),
@@ -281,16 +291,20 @@ impl Totals {
 
 /// All of a pool's mutable state; lives behind one mutex.
 pub(crate) struct State<K, C> {
-    keys: HashMap<K, KeyState<K, C>>,
+    /// foldhash: a few ns per lookup instead of SipHash's ~15, and still
+    /// seeded per map, since keys may come from requests (a Host header).
+    keys: HashMap<K, KeyState<K, C>, RandomState>,
     totals: Totals,
     /// Open checkouts, tracked only when leak detection is on.
     checkouts: Slab<CheckoutRecord<K>>,
+    /// Whether the timer task knows of a waiter deadline to watch.
+    timer_armed: bool,
 }
 
 impl<K: Clone + Eq + Hash, C> State<K, C> {
     pub(crate) fn new() -> Self {
         State {
-            keys: HashMap::new(),
+            keys: HashMap::default(),
             totals: Totals {
                 idle: 0,
                 next_conn_id: 0,
@@ -300,6 +314,7 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
                 failed_check: 0,
             },
             checkouts: Slab::new(),
+            timer_armed: false,
         }
     }
 
@@ -314,7 +329,7 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
         key: &K,
         failed: Option<(&mut Tracked<K, C>, EvictReason)>,
         location: &'static Location<'static>,
-        now: Instant,
+        now: Stamp,
         after: &mut Aftermath<K, C>,
     ) -> Take<K, C> {
         let ks = match self.keys.get_mut(key) {
@@ -343,7 +358,7 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
             track_checkout(&mut self.checkouts, config, &mut tracked, location, now);
             return Take::Idle {
                 tracked,
-                idle_for: now.saturating_duration_since(entry.since),
+                idle_for: now.since(entry.since),
             };
         }
         let at_cap = ks.idle.len() + ks.checked_out + ks.connecting >= config.max_conns_per_key;
@@ -358,12 +373,16 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
         let (tx, rx) = oneshot::channel();
         totals.next_waiter_id += 1;
         let id = totals.next_waiter_id;
-        ks.waiters.queue.push_back(Waiter { id, tx });
+        let deadline = tokio::time::Instant::now() + config.wait_timeout;
+        ks.waiters.queue.push_back(Waiter { id, tx, deadline });
         totals.counters.waits += 1;
+        let wake_timer = !self.timer_armed;
+        self.timer_armed = true;
         Take::Wait {
             id,
             rx,
             waiters: ks.waiters.queue.len(),
+            wake_timer,
         }
     }
 
@@ -373,7 +392,7 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
         config: &PoolConfig,
         tracked: &mut Tracked<K, C>,
         location: &'static Location<'static>,
-        now: Instant,
+        now: Stamp,
     ) {
         let ks = self
             .keys
@@ -401,7 +420,7 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
         &mut self,
         config: &PoolConfig,
         mut tracked: Tracked<K, C>,
-        now: Instant,
+        now: Stamp,
         after: &mut Aftermath<K, C>,
     ) {
         untrack_checkout(&mut self.checkouts, &mut tracked);
@@ -430,7 +449,7 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
                     back.uses -= 1;
                     tracked = back;
                 }
-                Err(Grant::Permit(_)) => unreachable!("offered a connection"),
+                Err(_) => unreachable!("offered a connection, got another grant back"),
             }
         }
         ks.checked_out -= 1;
@@ -467,13 +486,10 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
         self.free_unit(&tracked.key);
     }
 
-    /// A waiter stopped waiting without its grant (timed out, cancelled).
-    /// Returns false when it was no longer queued: a grant may be in its
-    /// channel, and the caller must take it out and hand it back.
-    pub(crate) fn cancel_wait(&mut self, key: &K, id: u64, timed_out: bool) -> bool {
-        if timed_out {
-            self.totals.counters.wait_timeouts += 1;
-        }
+    /// A waiter stopped waiting without its grant (its future was
+    /// dropped). Returns false when it was no longer queued: a grant may be
+    /// in its channel, and the caller must take it out and hand it back.
+    pub(crate) fn cancel_wait(&mut self, key: &K, id: u64) -> bool {
         let Some(ks) = self.keys.get_mut(key) else {
             return false;
         };
@@ -492,7 +508,7 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
         config: &PoolConfig,
         key: &K,
         grant: Grant<K, C>,
-        now: Instant,
+        now: Stamp,
         after: &mut Aftermath<K, C>,
     ) {
         match grant {
@@ -504,7 +520,36 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
                 self.give_back(config, tracked, now, after);
             }
             Grant::Permit(_) => self.connect_abandoned(key, false),
+            Grant::Expired(_) => {}
         }
+    }
+
+    /// Ends the waits whose deadline has passed, and returns the next
+    /// deadline to watch, if any waiter is left.
+    pub(crate) fn expire_waiters(
+        &mut self,
+        now: tokio::time::Instant,
+    ) -> Option<tokio::time::Instant> {
+        let mut next: Option<tokio::time::Instant> = None;
+        let mut expired = false;
+        for ks in self.keys.values_mut() {
+            while let Some(front) = ks.waiters.queue.front() {
+                if front.deadline > now {
+                    next = Some(next.map_or(front.deadline, |n| n.min(front.deadline)));
+                    break;
+                }
+                let waiter = ks.waiters.queue.pop_front().expect("front exists");
+                self.totals.counters.wait_timeouts += 1;
+                expired = true;
+                // A waiter already gone needs no answer.
+                let _ = waiter.tx.send(Grant::Expired(ks.stats()));
+            }
+        }
+        if expired {
+            self.keys.retain(|_, ks| !ks.is_unused());
+        }
+        self.timer_armed = next.is_some();
+        next
     }
 
     /// Starts leak tracking for a connection a waiter received.
@@ -513,14 +558,14 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
         config: &PoolConfig,
         tracked: &mut Tracked<K, C>,
         location: &'static Location<'static>,
-        now: Instant,
+        now: Stamp,
     ) {
         track_checkout(&mut self.checkouts, config, tracked, location, now);
     }
 
     /// Evicts expired idle connections, forgets unused keys and reports
     /// checkouts held past the leak threshold.
-    pub(crate) fn reap(&mut self, config: &PoolConfig, now: Instant, after: &mut Aftermath<K, C>) {
+    pub(crate) fn reap(&mut self, config: &PoolConfig, now: Stamp, after: &mut Aftermath<K, C>) {
         let totals = &mut self.totals;
         for ks in self.keys.values_mut() {
             ks.idle.drain_expired(config, now, |tracked, reason| {
@@ -531,7 +576,7 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
         self.keys.retain(|_, ks| !ks.is_unused());
         if let Some(threshold) = config.leak_threshold {
             for (_, record) in self.checkouts.iter_mut() {
-                let held = now.saturating_duration_since(record.since);
+                let held = now.since(record.since);
                 if !record.reported && held >= threshold {
                     record.reported = true;
                     self.totals.counters.leaks_reported += 1;
@@ -622,7 +667,7 @@ fn track_checkout<K: Clone, C>(
     config: &PoolConfig,
     tracked: &mut Tracked<K, C>,
     location: &'static Location<'static>,
-    now: Instant,
+    now: Stamp,
 ) {
     if config.leak_threshold.is_some() {
         tracked.checkout = Some(checkouts.insert(CheckoutRecord {

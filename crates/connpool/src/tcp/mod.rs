@@ -29,8 +29,6 @@
 //! .build();
 //! ```
 
-pub(crate) mod sys;
-
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -39,6 +37,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
+use crate::sys;
 use crate::{Error, ErrorKind, EvictReason, Key, Manager, Pool};
 
 /// A pool of TCP connections keyed by target (a `SocketAddr` by default).
