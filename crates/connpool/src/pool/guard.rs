@@ -160,9 +160,11 @@ impl<K: Key, M: Manager<K>> PooledConn<K, M> {
             .take()
             .expect("a live guard holds its connection");
         let shared = &*self.shared;
+        let mut after = Aftermath::new();
         shared
             .lock()
-            .close_checked_out(&mut tracked, CloseReason::Detached);
+            .close_checked_out(&mut tracked, CloseReason::Detached, &mut after);
+        shared.finish(after);
         shared.emit(
             &tracked.key,
             Some(tracked.id),
@@ -178,7 +180,11 @@ impl<K: Key, M: Manager<K>> PooledConn<K, M> {
             return;
         };
         let shared = &*self.shared;
-        shared.lock().close_checked_out(&mut tracked, reason);
+        let mut after = Aftermath::new();
+        shared
+            .lock()
+            .close_checked_out(&mut tracked, reason, &mut after);
+        shared.finish(after);
         shared.emit(&tracked.key, Some(tracked.id), EventKind::Closed { reason });
         drop(tracked);
     }

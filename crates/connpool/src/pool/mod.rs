@@ -75,7 +75,7 @@ use std::time::Instant;
 
 use crate::events::{self, ConnId, Event, EventKind, Observer, WaitOutcome};
 use crate::{CloseReason, Error, ErrorKind, EvictReason};
-use state::{Aftermath, Grant, State, Take, Tracked};
+use state::{Aftermath, Grant, Handoff, State, Take, Tracked};
 
 /// What a pool key must be: cheap to clone (it is cloned once per new
 /// connection and once per new key), hashable, printable for errors and
@@ -463,7 +463,9 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
             Err(err) => {
                 let err = err.with_key(key);
                 unit.disarm();
-                shared.lock().connect_abandoned(key, true);
+                let mut after = Aftermath::new();
+                shared.lock().connect_abandoned(key, true, &mut after);
+                shared.finish(after);
                 shared.emit(
                     key,
                     Some(id),
@@ -527,6 +529,9 @@ impl<K: Key, M: Manager<K>> Shared<K, M> {
     /// Does what was left for after the lock: emits events and closes
     /// connections.
     pub(crate) fn finish(&self, after: Aftermath<K, M::Conn>) {
+        for handoff in after.handoff.into_iter().chain(after.more_handoffs) {
+            self.hand_off(handoff);
+        }
         for (tracked, reason) in after.closing {
             if let CloseReason::Evicted(reason) = reason {
                 self.emit(
@@ -547,6 +552,30 @@ impl<K: Key, M: Manager<K>> Shared<K, M> {
                     checked_out_at,
                 },
             );
+        }
+    }
+
+    /// Sends a grant to its waiter; if the waiter was cancelled meanwhile,
+    /// the grant comes back to the pool as if unused.
+    fn hand_off(&self, handoff: Handoff<K, M::Conn>) {
+        let Handoff { tx, grant, key } = handoff;
+        if let Err(grant) = tx.send(grant) {
+            let mut after = Aftermath::new();
+            {
+                let mut state = self.lock();
+                let now = self.config.clock.now();
+                match (&grant, key) {
+                    (Grant::Conn(tracked), _) => {
+                        let key = tracked.key.clone();
+                        state.return_unused_grant(&self.config, &key, grant, now, &mut after);
+                    }
+                    (_, Some(key)) => {
+                        state.return_unused_grant(&self.config, &key, grant, now, &mut after)
+                    }
+                    (_, None) => {}
+                }
+            }
+            self.finish(after);
         }
     }
 
@@ -601,7 +630,11 @@ impl<K: Key, M: Manager<K>> ConnectGuard<'_, K, M> {
 impl<K: Key, M: Manager<K>> Drop for ConnectGuard<'_, K, M> {
     fn drop(&mut self) {
         if self.armed {
-            self.shared.lock().connect_abandoned(self.key, false);
+            let mut after = Aftermath::new();
+            self.shared
+                .lock()
+                .connect_abandoned(self.key, false, &mut after);
+            self.shared.finish(after);
         }
     }
 }
@@ -627,8 +660,9 @@ impl<K: Key, M: Manager<K>> WaitGuard<'_, K, M> {
         let stats = {
             let mut state = shared.lock();
             if !state.cancel_wait(self.key, self.id) {
-                // Already dequeued: the grant is in the channel (the sender
-                // sends under the lock we hold, so it is there now).
+                // Already dequeued: the grant is in the channel, or on its
+                // way, and then its send fails once we close, and the
+                // sender hands it back.
                 rx.close();
                 if let Ok(grant) = rx.try_recv() {
                     state.return_unused_grant(

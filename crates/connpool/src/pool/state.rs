@@ -155,18 +155,29 @@ pub(crate) struct Waiters<K, C> {
 }
 
 impl<K, C> Waiters<K, C> {
-    /// Hands `grant` to the oldest waiter still listening. A waiter whose
-    /// future was dropped but has not yet removed itself is skipped.
-    /// Returns the grant when nobody took it.
-    fn offer(&mut self, mut grant: Grant<K, C>) -> Result<(), Grant<K, C>> {
+    /// Dequeues the oldest waiter still listening (one whose future was
+    /// dropped but has not yet removed itself is skipped). The grant is
+    /// sent after the lock, through an [`Aftermath`].
+    fn pop_live(&mut self) -> Option<oneshot::Sender<Grant<K, C>>> {
         while let Some(waiter) = self.queue.pop_front() {
-            match waiter.tx.send(grant) {
-                Ok(()) => return Ok(()),
-                Err(back) => grant = back,
+            if !waiter.tx.is_closed() {
+                return Some(waiter.tx);
             }
         }
-        Err(grant)
+        None
     }
+}
+
+/// A grant on its way to a dequeued waiter. It is sent after the pool's
+/// lock is released, because sending wakes the waiter's task, which may
+/// mean waking another thread: no reason to hold every other caller up
+/// meanwhile. If the waiter was cancelled in between, the send fails and
+/// the grant is handed back as if unused.
+pub(crate) struct Handoff<K, C> {
+    pub tx: oneshot::Sender<Grant<K, C>>,
+    pub grant: Grant<K, C>,
+    /// The key of a [`Grant::Permit`] (a connection carries its own).
+    pub key: Option<K>,
 }
 
 /// Everything the pool tracks for one key.
@@ -247,6 +258,11 @@ pub(crate) struct Aftermath<K, C> {
     /// Checkouts to report as suspected leaks: key, connection, held for,
     /// where taken.
     pub leaks: Vec<(K, ConnId, Duration, &'static Location<'static>)>,
+    /// Grants to send to waiters. One operation hands over at most one in
+    /// practice, so the first is kept inline: no allocation on the path
+    /// where waiters take turns.
+    pub handoff: Option<Handoff<K, C>>,
+    pub more_handoffs: Vec<Handoff<K, C>>,
 }
 
 impl<K, C> Aftermath<K, C> {
@@ -254,6 +270,15 @@ impl<K, C> Aftermath<K, C> {
         Aftermath {
             closing: Vec::new(),
             leaks: Vec::new(),
+            handoff: None,
+            more_handoffs: Vec::new(),
+        }
+    }
+
+    fn hand_off(&mut self, handoff: Handoff<K, C>) {
+        match self.handoff {
+            None => self.handoff = Some(handoff),
+            Some(_) => self.more_handoffs.push(handoff),
         }
     }
 }
@@ -405,13 +430,13 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
     }
 
     /// A connect of `key` failed or was cancelled: its unit is freed.
-    pub(crate) fn connect_abandoned(&mut self, key: &K, failed: bool) {
+    pub(crate) fn connect_abandoned(&mut self, key: &K, failed: bool, after: &mut Aftermath<K, C>) {
         if failed {
             self.totals.counters.connect_failed += 1;
         }
         let ks = self.keys.get_mut(key).expect("connecting key is tracked");
         ks.connecting -= 1;
-        self.free_unit(key);
+        self.free_unit(key, after);
     }
 
     /// `tracked` comes back at a message boundary: to the oldest waiter, to
@@ -433,24 +458,20 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
             ks.checked_out -= 1;
             let key = tracked.key.clone();
             self.totals.evict(tracked, reason, after);
-            self.free_unit(&key);
+            self.free_unit(&key, after);
             return;
         }
-        if !ks.waiters.queue.is_empty() {
-            // The unit stays checked out: the waiter takes it over.
+        if let Some(tx) = ks.waiters.pop_live() {
+            // The unit stays checked out: the waiter takes it over, and
+            // starts its own leak record when it wakes.
             tracked.uses += 1;
-            match ks.waiters.offer(Grant::Conn(tracked)) {
-                Ok(()) => {
-                    // The waiter starts its own leak record when it wakes.
-                    self.totals.idle_taken += 1;
-                    return;
-                }
-                Err(Grant::Conn(mut back)) => {
-                    back.uses -= 1;
-                    tracked = back;
-                }
-                Err(_) => unreachable!("offered a connection, got another grant back"),
-            }
+            self.totals.idle_taken += 1;
+            after.hand_off(Handoff {
+                tx,
+                grant: Grant::Conn(tracked),
+                key: None,
+            });
+            return;
         }
         ks.checked_out -= 1;
         ks.idle.entries.push_back(IdleEntry {
@@ -472,7 +493,12 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
 
     /// A checked-out connection is closed (dropped, discarded, detached):
     /// its unit is freed.
-    pub(crate) fn close_checked_out(&mut self, tracked: &mut Tracked<K, C>, reason: CloseReason) {
+    pub(crate) fn close_checked_out(
+        &mut self,
+        tracked: &mut Tracked<K, C>,
+        reason: CloseReason,
+        after: &mut Aftermath<K, C>,
+    ) {
         untrack_checkout(&mut self.checkouts, tracked);
         if reason == CloseReason::Dropped {
             self.totals.counters.dropped += 1;
@@ -483,7 +509,7 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
             .get_mut(&tracked.key)
             .expect("checked-out key is tracked");
         ks.checked_out -= 1;
-        self.free_unit(&tracked.key);
+        self.free_unit(&tracked.key, after);
     }
 
     /// A waiter stopped waiting without its grant (its future was
@@ -519,7 +545,7 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
                 self.totals.counters.returned -= 1;
                 self.give_back(config, tracked, now, after);
             }
-            Grant::Permit(_) => self.connect_abandoned(key, false),
+            Grant::Permit(_) => self.connect_abandoned(key, false, after),
             Grant::Expired(_) => {}
         }
     }
@@ -636,21 +662,23 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
         let tracked = ks.idle.pop_oldest().expect("has idle");
         self.totals.idle -= 1;
         self.totals.evict(tracked, EvictReason::PoolFull, after);
-        self.free_unit(&key);
+        self.free_unit(&key, after);
     }
 
     /// One unit of `key` was freed: it goes to the oldest live waiter as a
     /// permit to connect, or the key is forgotten if now unused.
-    fn free_unit(&mut self, key: &K) {
+    fn free_unit(&mut self, key: &K, after: &mut Aftermath<K, C>) {
         let Some(ks) = self.keys.get_mut(key) else {
             return;
         };
-        if !ks.waiters.queue.is_empty() {
-            let id = self.totals.conn_id();
+        if let Some(tx) = ks.waiters.pop_live() {
             ks.connecting += 1;
-            if ks.waiters.offer(Grant::Permit(id)).is_err() {
-                ks.connecting -= 1;
-            }
+            after.hand_off(Handoff {
+                tx,
+                grant: Grant::Permit(self.totals.conn_id()),
+                key: Some(key.clone()),
+            });
+            return;
         }
         self.forget_if_unused(key);
     }
