@@ -289,14 +289,11 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
             let take = shared.lock().take(
                 &shared.config,
                 key,
-                failed.as_mut().map(|(tracked, reason)| (tracked, *reason)),
+                failed.take(),
                 location,
                 now,
                 &mut after,
             );
-            if let Some((tracked, reason)) = failed.take() {
-                after.closing.push((tracked, CloseReason::Evicted(reason)));
-            }
             shared.finish(after);
             let (tracked, idle_for) = match take {
                 Take::Idle { tracked, idle_for } => (tracked, idle_for),
@@ -560,21 +557,14 @@ impl<K: Key, M: Manager<K>> Shared<K, M> {
     fn hand_off(&self, handoff: Handoff<K, M::Conn>) {
         let Handoff { tx, grant, key } = handoff;
         if let Err(grant) = tx.send(grant) {
+            let key = match &grant {
+                Grant::Conn(tracked) => tracked.key.clone(),
+                _ => key.expect("a permit travels with its key"),
+            };
             let mut after = Aftermath::new();
-            {
-                let mut state = self.lock();
-                let now = self.config.clock.now();
-                match (&grant, key) {
-                    (Grant::Conn(tracked), _) => {
-                        let key = tracked.key.clone();
-                        state.return_unused_grant(&self.config, &key, grant, now, &mut after);
-                    }
-                    (_, Some(key)) => {
-                        state.return_unused_grant(&self.config, &key, grant, now, &mut after)
-                    }
-                    (_, None) => {}
-                }
-            }
+            let now = self.config.clock.now();
+            self.lock()
+                .return_unused_grant(&self.config, &key, grant, now, &mut after);
             self.finish(after);
         }
     }

@@ -344,15 +344,14 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
     }
 
     /// Serves a checkout. `failed` is the caller's connection that just
-    /// failed the manager's check, and why: the caller trades its unit for
-    /// the next idle connection or a connecting unit, never waits, and so
-    /// keeps its place ahead of the waiters. The caller closes that
-    /// connection after the lock.
+    /// failed the manager's check, and why: it is evicted, and the caller
+    /// trades its unit for the next idle connection or a connecting unit,
+    /// never waits, and so keeps its place ahead of the waiters.
     pub(crate) fn take(
         &mut self,
         config: &PoolConfig,
         key: &K,
-        failed: Option<(&mut Tracked<K, C>, EvictReason)>,
+        failed: Option<(Tracked<K, C>, EvictReason)>,
         location: &'static Location<'static>,
         now: Stamp,
         after: &mut Aftermath<K, C>,
@@ -363,12 +362,11 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
         };
         let totals = &mut self.totals;
         let holding = failed.is_some();
-        if let Some((tracked, reason)) = failed {
-            untrack_checkout(&mut self.checkouts, tracked);
+        if let Some((mut tracked, reason)) = failed {
+            untrack_checkout(&mut self.checkouts, &mut tracked);
             ks.checked_out -= 1;
             totals.failed_check += 1;
-            totals.counters.evicted_by_reason[reason.index()] += 1;
-            totals.counters.closed += 1;
+            totals.evict(tracked, reason, after);
         }
         while let Some(entry) = ks.idle.entries.pop_back() {
             totals.idle -= 1;
