@@ -605,3 +605,30 @@ async fn the_default_coarse_clock_expires_idle_connections() {
     assert!(!pool.get(&"k").await.unwrap().is_reused());
     assert_eq!(pool.stats().counters.evicted(EvictReason::IdleTimeout), 1);
 }
+
+#[test]
+fn waits_still_time_out_after_the_runtime_that_started_the_pool_task_is_gone() {
+    let pool = Pool::builder(MemManager::default())
+        .max_conns_per_key(1)
+        .wait_timeout(Duration::from_millis(200))
+        .build();
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The first checkout starts the pool's task on this runtime...
+    let held = first.block_on(pool.get(&"k")).unwrap();
+    drop(first); // ...which ends with it.
+
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let outcome = second
+        .block_on(async { tokio::time::timeout(Duration::from_secs(60), pool.get(&"k")).await });
+    let err = outcome.expect("the wait must end by itself").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PoolWaitTimeout);
+    assert_eq!(pool.stats().counters.wait_timeouts, 1);
+    drop(held);
+}

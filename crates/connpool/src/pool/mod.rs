@@ -69,7 +69,7 @@ use std::future::Future;
 use std::hash::Hash;
 use std::panic::Location;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::time::Instant;
 
@@ -139,8 +139,6 @@ pub(crate) struct Shared<K: Key, M: Manager<K>> {
     pub(crate) config: PoolConfig,
     observer: Option<Arc<dyn Observer<K>>>,
     state: Mutex<State<K, M::Conn>>,
-    /// Starts the pool's task (reaper and waiter timer) once.
-    task_started: Once,
     /// How the pool talks to its task; the task holds these, not the pool.
     signals: Arc<reaper::Signals>,
 }
@@ -219,7 +217,6 @@ impl<K: Key, M: Manager<K>> PoolBuilder<K, M> {
                 config: self.config,
                 observer: self.observer,
                 state: Mutex::new(State::new()),
-                task_started: Once::new(),
                 signals: Arc::default(),
             }),
         }
@@ -390,7 +387,8 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
                 return Err(Error::new(ErrorKind::Io, "the pool dropped a waiter").with_key(key));
             }
             Err(_elapsed) => {
-                let stats = wait.give_up();
+                let stats = wait.give_up(true);
+                wait.ended(WaitOutcome::TimedOut);
                 return Err(wait_timeout_error(shared, key, stats));
             }
         };
@@ -640,8 +638,9 @@ struct WaitGuard<'a, K: Key, M: Manager<K>> {
 }
 
 impl<K: Key, M: Manager<K>> WaitGuard<'_, K, M> {
-    /// Leaves the queue; returns the key's state afterwards.
-    fn give_up(&mut self) -> KeyStats {
+    /// Leaves the queue (counted as a timeout when `timed_out`); returns
+    /// the key's state afterwards.
+    fn give_up(&mut self, timed_out: bool) -> KeyStats {
         let Some(mut rx) = self.rx.take() else {
             return KeyStats::default();
         };
@@ -649,7 +648,7 @@ impl<K: Key, M: Manager<K>> WaitGuard<'_, K, M> {
         let mut after = Aftermath::new();
         let stats = {
             let mut state = shared.lock();
-            if !state.cancel_wait(self.key, self.id) {
+            if !state.cancel_wait(self.key, self.id, timed_out) {
                 // Already dequeued: the grant is in the channel, or on its
                 // way, and then its send fails once we close, and the
                 // sender hands it back.
@@ -687,7 +686,7 @@ impl<K: Key, M: Manager<K>> WaitGuard<'_, K, M> {
 impl<K: Key, M: Manager<K>> Drop for WaitGuard<'_, K, M> {
     fn drop(&mut self) {
         if self.rx.is_some() {
-            self.give_up();
+            self.give_up(false);
             self.ended(WaitOutcome::Cancelled);
         }
     }

@@ -31,22 +31,45 @@ pub(super) struct Signals {
     pub(super) timer_running: AtomicBool,
 }
 
-/// Starts the task of `shared` once, on the current tokio runtime.
+/// Starts the task of `shared` on the current tokio runtime unless it runs.
+/// A task ends with its runtime; the next checkout on a live runtime starts
+/// a new one, so waiters never lose their deadlines.
 pub(super) fn start<K: Key, M: Manager<K>>(shared: &Arc<Shared<K, M>>) {
-    shared.task_started.call_once(|| {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        shared.signals.timer_running.store(true, Ordering::Release);
-        let period = shared.config.reaper_period();
-        runtime.spawn(run(Arc::downgrade(shared), shared.signals.clone(), period));
-    });
+    let signals = &shared.signals;
+    if signals.timer_running.load(Ordering::Acquire) {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if signals
+        .timer_running
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return; // another caller started it
+    }
+    let running = Running(signals.clone());
+    let pool = Arc::downgrade(shared);
+    let period = shared.config.reaper_period();
+    // `running` moves into the task and is dropped when the task ends.
+    runtime.spawn(async move { run(pool, period, &running.0).await });
+}
+
+/// Clears `timer_running` when the task ends, however it ends: the pool
+/// was dropped, or its runtime shut down and dropped the task.
+struct Running(Arc<Signals>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.timer_running.store(false, Ordering::Release);
+    }
 }
 
 async fn run<K: Key, M: Manager<K>>(
     pool: Weak<Shared<K, M>>,
-    signals: Arc<Signals>,
     reap_every: Option<Duration>,
+    signals: &Signals,
 ) {
     let mut next_reap = reap_every.map(|every| Instant::now() + every);
     loop {

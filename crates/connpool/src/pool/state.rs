@@ -510,10 +510,14 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
         self.free_unit(&tracked.key, after);
     }
 
-    /// A waiter stopped waiting without its grant (its future was
-    /// dropped). Returns false when it was no longer queued: a grant may be
+    /// A waiter stopped waiting without its grant: its future was dropped,
+    /// or (`timed_out`) it timed itself because the pool's task was not
+    /// running. Returns false when it was no longer queued: a grant may be
     /// in its channel, and the caller must take it out and hand it back.
-    pub(crate) fn cancel_wait(&mut self, key: &K, id: u64) -> bool {
+    pub(crate) fn cancel_wait(&mut self, key: &K, id: u64, timed_out: bool) -> bool {
+        if timed_out {
+            self.totals.counters.wait_timeouts += 1;
+        }
         let Some(ks) = self.keys.get_mut(key) else {
             return false;
         };
