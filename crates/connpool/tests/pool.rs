@@ -334,12 +334,14 @@ async fn a_connection_failing_its_check_is_evicted_and_the_next_tried() {
     assert_eq!(stats.counters.reused, 1, "the evicted one was not a reuse");
     assert_eq!(manager.lives.alive.load(Ordering::SeqCst), 1);
     // All idle ones stale: a new one is opened with the same slot.
+    conn.broken.store(true, Ordering::SeqCst);
     conn.release();
-    pool.get(&"k")
-        .await
-        .unwrap()
-        .broken
-        .store(true, Ordering::SeqCst);
+    let fresh = pool.get(&"k").await.unwrap();
+    assert!(!fresh.is_reused());
+    assert_ne!(fresh.serial, a_serial);
+    let stats = pool.stats();
+    assert_eq!(stats.counters.evicted(EvictReason::ServerClosed), 2);
+    assert_eq!(stats.total.total(), 1, "the stale one's slot was reused");
 }
 
 #[tokio::test(start_paused = true)]
