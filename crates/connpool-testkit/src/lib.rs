@@ -62,6 +62,8 @@
 #![deny(missing_docs)]
 
 mod connection;
+pub mod http;
+pub mod nginx;
 mod server;
 mod sys;
 mod tcp_state;

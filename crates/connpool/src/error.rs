@@ -41,6 +41,31 @@ pub enum ErrorKind {
     /// The key already had `max_waiters_per_key` callers waiting, so this
     /// caller was refused at once rather than queued.
     TooManyWaiters,
+    /// No response header arrived within the response-header timeout
+    /// (counted from the moment the request was written).
+    ResponseHeaderTimeout,
+    /// The whole request (checkout, connect, write, response head and
+    /// body) took longer than the request timeout.
+    RequestTimeout,
+    /// The response broke HTTP/1.1 framing: a garbage status line, a bad
+    /// header, a bad chunk, duplicate or conflicting `Content-Length`.
+    MalformedResponse,
+    /// The response head was larger than the header size limit.
+    HeadersTooLarge,
+    /// The response had more header fields than the header count limit.
+    TooManyHeaders,
+    /// The connection ended after the response began but before it was
+    /// complete: in the head, or before the body's declared end.
+    IncompleteResponse,
+    /// The URL cannot be requested: not `http`, no host, a bad port.
+    InvalidUrl,
+    /// The request cannot be written: a header or target that would break
+    /// framing (CR, LF, NUL), or a body whose length contradicts its header.
+    InvalidRequest,
+    /// The request body's own stream failed while it was being sent.
+    RequestBody,
+    /// The response body could not be decoded (not UTF-8, not JSON).
+    Decode,
     /// Any other I/O error.
     Io,
 }
@@ -63,6 +88,16 @@ impl ErrorKind {
             ErrorKind::Resolve => "resolve",
             ErrorKind::PoolWaitTimeout => "pool_wait_timeout",
             ErrorKind::TooManyWaiters => "too_many_waiters",
+            ErrorKind::ResponseHeaderTimeout => "response_header_timeout",
+            ErrorKind::RequestTimeout => "request_timeout",
+            ErrorKind::MalformedResponse => "malformed_response",
+            ErrorKind::HeadersTooLarge => "headers_too_large",
+            ErrorKind::TooManyHeaders => "too_many_headers",
+            ErrorKind::IncompleteResponse => "incomplete_response",
+            ErrorKind::InvalidUrl => "invalid_url",
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::RequestBody => "request_body",
+            ErrorKind::Decode => "decode",
             ErrorKind::Io => "io",
         }
     }
@@ -97,6 +132,21 @@ struct Inner {
     state: Option<LimitState>,
     message: Option<String>,
     source: Option<Box<dyn StdError + Send + Sync>>,
+    /// For errors of an HTTP request: what happened to the request.
+    fate: Option<RequestFate>,
+}
+
+/// What an HTTP client knows about a failed request's delivery, recorded
+/// as the error is built so the caller can decide what to do next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RequestFate {
+    /// Some request byte was written, and no evidence says the server
+    /// never read it.
+    pub(crate) may_have_been_processed: bool,
+    /// The failing attempt ran on a connection that had served before.
+    pub(crate) connection_reused: bool,
+    /// How many attempts were made, the failing one included.
+    pub(crate) attempts: u32,
 }
 
 /// The bound that was hit and the key's state at that moment.
@@ -127,6 +177,7 @@ impl Error {
                 state: None,
                 message: None,
                 source: None,
+                fate: None,
             }),
         }
     }
@@ -216,6 +267,52 @@ impl Error {
         self.inner.key.as_deref()
     }
 
+    /// Whether the request this error ended may have reached the server
+    /// and been acted on. `false` is a promise: no byte of the request was
+    /// written (it failed in the pool, while connecting, or before the
+    /// first write), so sending it again cannot make it happen twice.
+    /// `true` means "maybe": bytes were written, the server may have
+    /// processed them even though no (complete) response came back.
+    ///
+    /// Errors that did not come from an HTTP request answer by kind: pool,
+    /// connect, URL and request-validation errors `false`, others `true`.
+    ///
+    /// ```
+    /// use connpool::{Error, ErrorKind};
+    /// let err = Error::new(ErrorKind::ConnectRefused, "nobody listens");
+    /// assert!(!err.may_have_been_processed());
+    /// ```
+    pub fn may_have_been_processed(&self) -> bool {
+        match self.inner.fate {
+            Some(fate) => fate.may_have_been_processed,
+            None => !(self.is_connect()
+                || self.is_pool_limit()
+                || matches!(
+                    self.kind(),
+                    ErrorKind::InvalidUrl | ErrorKind::InvalidRequest
+                )),
+        }
+    }
+
+    /// For errors of an HTTP request: whether the failing attempt ran on a
+    /// reused (pooled) connection. `None` when no connection was involved
+    /// or the error did not come from a request.
+    pub fn connection_reused(&self) -> Option<bool> {
+        self.inner.fate.map(|f| f.connection_reused)
+    }
+
+    /// For errors of an HTTP request: how many attempts were made, the
+    /// failing one included (2 when a stale-connection failure was retried
+    /// once and the retry failed too). `None` for other errors.
+    pub fn attempts(&self) -> Option<u32> {
+        self.inner.fate.map(|f| f.attempts)
+    }
+
+    pub(crate) fn with_fate(mut self, fate: RequestFate) -> Error {
+        self.inner.fate = Some(fate);
+        self
+    }
+
     /// For [`ErrorKind::PoolWaitTimeout`] and [`ErrorKind::TooManyWaiters`]:
     /// the key's idle, checked-out, connecting and waiting counts when the
     /// bound was hit.
@@ -256,7 +353,10 @@ impl Error {
     pub fn is_timeout(&self) -> bool {
         matches!(
             self.kind(),
-            ErrorKind::ConnectTimeout | ErrorKind::PoolWaitTimeout
+            ErrorKind::ConnectTimeout
+                | ErrorKind::PoolWaitTimeout
+                | ErrorKind::ResponseHeaderTimeout
+                | ErrorKind::RequestTimeout
         )
     }
 }
@@ -302,6 +402,7 @@ impl fmt::Debug for Error {
         f.debug_struct("Error")
             .field("kind", &self.inner.kind)
             .field("key", &self.inner.key)
+            .field("fate", &self.inner.fate)
             .field("message", &self.to_string())
             .finish()
     }

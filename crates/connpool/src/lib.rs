@@ -33,6 +33,7 @@
 
 mod error;
 pub mod events;
+pub mod http;
 mod pool;
 mod sys;
 pub mod tcp;

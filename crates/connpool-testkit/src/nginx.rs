@@ -1,0 +1,1 @@
+//! nginx for interop tests (being written).
