@@ -267,7 +267,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Closes `stream` in `mode`. Errors are ignored: the peer may already be
 /// gone, and the socket is dropped (closed) in every case.
-async fn close(mut stream: TcpStream, mode: CloseMode) {
+pub(crate) async fn close(mut stream: TcpStream, mode: CloseMode) {
     match mode {
         CloseMode::Fin => {
             // `shutdown` on a Tokio TcpStream is `shutdown(Write)`: sends FIN.

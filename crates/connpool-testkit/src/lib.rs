@@ -23,9 +23,16 @@
 //!   connections on command ([`FaultServer::close_idle`]), push unsolicited
 //!   bytes ([`FaultServer::send_unsolicited`]), read exact counters, and follow
 //!   every accept and close through [`FaultServer::events`].
-//! * The server runs on its own thread with its own Tokio runtime, so it works
-//!   whatever runtime the caller uses (or none), and it keeps running while the
-//!   test's runtime is blocked.
+//! * [`http::HttpServer`] is the same idea one protocol up: a real HTTP/1.1
+//!   keep-alive server whose builder sets idle closes (FIN, RST, optionally
+//!   after an unsolicited `408`), rude and polite closes after N requests and
+//!   `Keep-Alive` hints, whose routes inject response faults (truncated and
+//!   close-delimited bodies, garbage, conflicting lengths, requests never
+//!   answered), and which counts requests by `x-request-id` to catch
+//!   duplicates. See the [`http`] module.
+//! * Each server runs on its own thread with its own Tokio runtime, so it
+//!   works whatever runtime the caller uses (or none), and it keeps running
+//!   while the test's runtime is blocked.
 //! * On the client side, [`tcp_state`] asks the kernel for a socket's TCP state
 //!   and [`wait_peer_closed`] waits until the server's FIN or RST has actually
 //!   *reached* the client socket.

@@ -1,0 +1,447 @@
+//! One accepted HTTP connection: read requests, answer them, inject faults,
+//! obey commands.
+//!
+//! The task alternates between two phases:
+//!
+//! * **idle** (no byte of the next request received yet): wait for input, for
+//!   a command from the test and for the idle timer, whichever is first. The
+//!   registry marks the connection idle, so commands reach it.
+//! * **busy** (reading a request, waiting, writing the response): commands
+//!   are not sent to it; those queued when it became busy are refused.
+//!
+//! Whatever ends the connection produces an [`Ending`]; [`Connection::run`]
+//! performs the close in one place, in a fixed order: update the counters,
+//! close the socket, send the event, acknowledge the command.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::request::{BadRequest, BodyKind, ChunkedDecoder, Request};
+use super::response::{RouteClose, write_response};
+use super::routes::{Action, route};
+use super::server::{HttpServerBuilder, Shared};
+use super::{CONTINUE_100, HttpCloseCause, HttpEvent, REQUEST_TIMEOUT_408, request};
+use crate::CloseMode;
+
+/// How much buffer space to offer each read.
+const READ_CHUNK: usize = 8192;
+
+/// A request from the test to one idle connection. The connection answers
+/// on `ack`: `true` once it has done what was asked, `false` if it could not
+/// (it was no longer idle). Dropping `ack` unanswered also means "not done".
+#[derive(Debug)]
+pub(super) enum Command {
+    /// Close the connection.
+    Close {
+        mode: CloseMode,
+        ack: oneshot::Sender<bool>,
+    },
+    /// Write these bytes.
+    SendUnsolicited {
+        bytes: Arc<[u8]>,
+        ack: oneshot::Sender<bool>,
+    },
+}
+
+impl Command {
+    /// Answers "not done".
+    fn refuse(self) {
+        let (Command::Close { ack, .. } | Command::SendUnsolicited { ack, .. }) = self;
+        let _ = ack.send(false);
+    }
+}
+
+/// Why and how a connection ends, plus the command to acknowledge (if a
+/// command caused the end).
+struct Ending {
+    mode: CloseMode,
+    cause: HttpCloseCause,
+    ack: Option<oneshot::Sender<bool>>,
+}
+
+impl Ending {
+    fn new(mode: CloseMode, cause: HttpCloseCause) -> Self {
+        Ending {
+            mode,
+            cause,
+            ack: None,
+        }
+    }
+
+    /// An orderly close for `cause`.
+    fn fin(cause: HttpCloseCause) -> Self {
+        Self::new(CloseMode::Fin, cause)
+    }
+}
+
+/// What woke an idle connection up.
+enum IdleWake {
+    Read(std::io::Result<usize>),
+    Command(Option<Command>),
+    IdleTimeout,
+}
+
+/// A connection's state, owned by its task.
+pub(super) struct Connection {
+    id: u64,
+    peer: SocketAddr,
+    stream: TcpStream,
+    commands: mpsc::UnboundedReceiver<Command>,
+    shared: Arc<Shared>,
+    settings: HttpServerBuilder,
+    /// Received bytes not consumed yet. Empty when the connection is idle.
+    buf: BytesMut,
+    /// Requests processed on this connection.
+    requests: u64,
+    /// Responses written on this connection (raw answers included).
+    responses: u64,
+}
+
+impl Connection {
+    pub(super) fn new(
+        id: u64,
+        peer: SocketAddr,
+        stream: TcpStream,
+        commands: mpsc::UnboundedReceiver<Command>,
+        shared: Arc<Shared>,
+        settings: HttpServerBuilder,
+    ) -> Self {
+        Connection {
+            id,
+            peer,
+            stream,
+            commands,
+            shared,
+            settings,
+            buf: BytesMut::new(),
+            requests: 0,
+            responses: 0,
+        }
+    }
+
+    /// Serves the connection until it ends, then closes it.
+    pub(super) async fn run(mut self) {
+        let ending = self.serve().await;
+
+        // 1. Counters and registry first: whoever observes the close below
+        //    must already see them.
+        self.shared.forget(self.id, ending.cause);
+        // 2. The close itself (commands still queued are dropped with
+        //    `commands`, which answers them "not done").
+        let Connection {
+            stream,
+            shared,
+            peer,
+            requests,
+            commands,
+            ..
+        } = self;
+        drop(commands);
+        crate::connection::close(stream, ending.mode).await;
+        // 3. The event, which promises the close already happened.
+        shared.emit(HttpEvent::Closed {
+            peer,
+            mode: ending.mode,
+            cause: ending.cause,
+            requests,
+        });
+        // 4. The acknowledgement, so `close_idle` returns after the event.
+        if let Some(ack) = ending.ack {
+            let _ = ack.send(true);
+        }
+    }
+
+    /// Answers requests until something ends the connection.
+    async fn serve(&mut self) -> Ending {
+        loop {
+            let limit_reached = self
+                .settings
+                .close_after
+                .filter(|&(limit, _)| self.responses >= limit);
+            if let Some((_, mode)) = limit_reached {
+                return Ending::new(mode, HttpCloseCause::AfterRequests);
+            }
+            // Pipelined bytes already buffered: not idle.
+            let idle_ending = if self.buf.is_empty() {
+                self.wait_while_idle().await
+            } else {
+                None
+            };
+            if let Some(ending) = idle_ending {
+                return ending;
+            }
+            let request = match self.read_request().await {
+                Ok(request) => request,
+                Err(ending) => return ending,
+            };
+
+            // Counted before any delay and any response byte.
+            self.requests += 1;
+            let id = request.id();
+            self.shared.count_request(&request.method, id.as_deref());
+            self.shared.emit(HttpEvent::Request {
+                peer: self.peer,
+                method: request.method.clone(),
+                path: request.target.clone(),
+                id,
+            });
+
+            let routed = route(&request);
+            let delay = self.settings.response_delay.saturating_add(routed.delay);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if let Some(ending) = self.answer(&request, routed.action).await {
+                return ending;
+            }
+        }
+    }
+
+    /// Waits, while idle, until the first bytes of a request arrive (returns
+    /// `None`) or the connection must end (returns the ending). Handles
+    /// commands meanwhile.
+    async fn wait_while_idle(&mut self) -> Option<Ending> {
+        self.shared.set_idle(self.id, true);
+        // One deadline for the whole idle period: unsolicited writes do not
+        // restart it.
+        let (deadline, idle_mode) = match self.settings.idle_close {
+            Some((after, mode)) => (Instant::now().checked_add(after), mode),
+            None => (None, CloseMode::Fin),
+        };
+        loop {
+            self.buf.reserve(READ_CHUNK);
+            let wake = tokio::select! {
+                // Input that already arrived means the connection is no
+                // longer idle, even if a command or the timer is also ready.
+                biased;
+                read = self.stream.read_buf(&mut self.buf) => IdleWake::Read(read),
+                command = self.commands.recv() => IdleWake::Command(command),
+                () = sleep_until(deadline) => IdleWake::IdleTimeout,
+            };
+            match wake {
+                IdleWake::Read(Ok(0)) => return Some(Ending::fin(HttpCloseCause::ClientClosed)),
+                IdleWake::Read(Ok(_)) => {
+                    self.become_busy();
+                    return None;
+                }
+                IdleWake::Read(Err(_)) => return Some(Ending::fin(HttpCloseCause::Error)),
+                IdleWake::IdleTimeout => {
+                    if idle_mode == CloseMode::Fin && self.settings.idle_408 {
+                        // The client may be gone already; we close anyway.
+                        let _ = self.stream.write_all(REQUEST_TIMEOUT_408).await;
+                    }
+                    return Some(Ending::new(idle_mode, HttpCloseCause::IdleTimeout));
+                }
+                IdleWake::Command(Some(Command::Close { mode, ack })) => {
+                    return Some(Ending {
+                        mode,
+                        cause: HttpCloseCause::Commanded,
+                        ack: Some(ack),
+                    });
+                }
+                IdleWake::Command(Some(Command::SendUnsolicited { bytes, ack })) => {
+                    if self.stream.write_all(&bytes).await.is_err() {
+                        // `ack` is dropped: this connection did not get them.
+                        return Some(Ending::fin(HttpCloseCause::Error));
+                    }
+                    let _ = ack.send(true);
+                }
+                IdleWake::Command(None) => {
+                    // Cannot happen: the registry keeps our command sender
+                    // until this connection has ended.
+                    return Some(Ending::fin(HttpCloseCause::Error));
+                }
+            }
+        }
+    }
+
+    /// Leaves the idle phase: no more commands are sent to this connection,
+    /// and those already queued are refused.
+    fn become_busy(&mut self) {
+        self.shared.set_idle(self.id, false);
+        while let Ok(command) = self.commands.try_recv() {
+            command.refuse();
+        }
+    }
+
+    /// Reads more bytes into the buffer, mid-request.
+    async fn read_more(&mut self) -> Result<(), Ending> {
+        self.buf.reserve(READ_CHUNK);
+        match self.stream.read_buf(&mut self.buf).await {
+            Ok(0) => Err(Ending::fin(HttpCloseCause::ClientClosed)),
+            Ok(_) => Ok(()),
+            Err(_) => Err(Ending::fin(HttpCloseCause::Error)),
+        }
+    }
+
+    /// Reads one complete request (head and body). On a malformed request,
+    /// answers `400` and returns the ending.
+    async fn read_request(&mut self) -> Result<Request, Ending> {
+        let head = loop {
+            match request::parse_head(&mut self.buf) {
+                Ok(Some(head)) => break head,
+                Ok(None) => self.read_more().await?,
+                Err(bad) => return Err(self.bad_request(bad).await),
+            }
+        };
+        if head.expects_continue() && self.stream.write_all(CONTINUE_100).await.is_err() {
+            return Err(Ending::fin(HttpCloseCause::Error));
+        }
+        let body = match head.body {
+            BodyKind::None => Vec::new(),
+            BodyKind::Length(len) => {
+                // `parse_head` caps `len` at `MAX_BODY_LEN`, which fits.
+                let len = usize::try_from(len).unwrap_or(usize::MAX);
+                while self.buf.len() < len {
+                    self.read_more().await?;
+                }
+                self.buf.split_to(len).to_vec()
+            }
+            BodyKind::Chunked => {
+                let mut decoder = ChunkedDecoder::new();
+                loop {
+                    match decoder.feed(&self.buf) {
+                        Ok(consumed) => self.buf.advance(consumed),
+                        Err(bad) => return Err(self.bad_request(bad).await),
+                    }
+                    if decoder.is_done() {
+                        break decoder.into_body();
+                    }
+                    self.read_more().await?;
+                }
+            }
+        };
+        Ok(head.with_body(body))
+    }
+
+    /// Answers `400 Bad Request` with `Connection: close`; the connection
+    /// then ends with a FIN.
+    async fn bad_request(&mut self, BadRequest(why): BadRequest) -> Ending {
+        let body = format!("bad request: {why}");
+        let response = format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        // Closing anyway, so a failed write changes nothing.
+        let _ = self.stream.write_all(response.as_bytes()).await;
+        Ending::fin(HttpCloseCause::Error)
+    }
+
+    /// Carries out a route's action. Returns the ending if the connection
+    /// must close now.
+    async fn answer(&mut self, request: &Request, action: Action) -> Option<Ending> {
+        let client_close = request.wants_close();
+        let last_allowed = self
+            .settings
+            .max_requests
+            .is_some_and(|max| self.responses + 1 >= max);
+        let rude_limit = self
+            .settings
+            .close_after
+            .is_some_and(|(limit, _)| self.responses + 1 >= limit);
+        // A connection that will wait for another request counts as idle
+        // from just before its last response bytes are written: a client
+        // that has read the response can then always reach it with
+        // `close_idle`. Commands sent meanwhile wait in the channel until
+        // the write is done. (Pipelined bytes already buffered mean it is
+        // not idle.)
+        let keeps_waiting = !(client_close || last_allowed || rude_limit) && self.buf.is_empty();
+        let (shared, id) = (&self.shared, self.id);
+        let become_idle = |route_closes: bool| {
+            move || {
+                if keeps_waiting && !route_closes {
+                    shared.set_idle(id, true);
+                }
+            }
+        };
+
+        let route_close = match action {
+            Action::Never => return Some(self.wait_for_client_close().await),
+            Action::Raw(bytes) => {
+                become_idle(false)();
+                if self.stream.write_all(bytes).await.is_err() {
+                    return Some(Ending::fin(HttpCloseCause::Error));
+                }
+                RouteClose::No
+            }
+            Action::Respond(response) => {
+                let announce_close =
+                    response.close == RouteClose::Announced || client_close || last_allowed;
+                let mut extra = Vec::new();
+                if let Some(id) = request.id() {
+                    extra.push(("x-request-id", id));
+                }
+                // The builder's hint, unless closing or the route has its own.
+                let hint = self
+                    .settings
+                    .keep_alive_header
+                    .filter(|_| !announce_close && !response.has_header("keep-alive"));
+                if let Some((timeout, max)) = hint {
+                    let value = match max {
+                        Some(max) => format!("timeout={timeout}, max={max}"),
+                        None => format!("timeout={timeout}"),
+                    };
+                    extra.push(("Keep-Alive", value));
+                }
+                if announce_close {
+                    extra.push(("Connection", "close".to_owned()));
+                } else if request.minor_version == 0 {
+                    extra.push(("Connection", "keep-alive".to_owned()));
+                }
+                let head_only = request.is_head();
+                let before_last_write = become_idle(response.close != RouteClose::No);
+                let written = write_response(
+                    &mut self.stream,
+                    &response,
+                    &extra,
+                    head_only,
+                    before_last_write,
+                )
+                .await;
+                if written.is_err() {
+                    return Some(Ending::fin(HttpCloseCause::Error));
+                }
+                response.close
+            }
+        };
+        self.responses += 1;
+
+        if route_close != RouteClose::No {
+            Some(Ending::fin(HttpCloseCause::Route))
+        } else if client_close {
+            Some(Ending::fin(HttpCloseCause::ClientAskedClose))
+        } else if last_allowed {
+            Some(Ending::fin(HttpCloseCause::MaxRequests))
+        } else {
+            // `close_after` is checked at the top of the serve loop.
+            None
+        }
+    }
+
+    /// `/never`: discards whatever the client sends until it closes.
+    async fn wait_for_client_close(&mut self) -> Ending {
+        loop {
+            self.buf.clear();
+            self.buf.reserve(READ_CHUNK);
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) => return Ending::fin(HttpCloseCause::ClientClosed),
+                Ok(_) => {}
+                Err(_) => return Ending::fin(HttpCloseCause::Error),
+            }
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or forever if there is none.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

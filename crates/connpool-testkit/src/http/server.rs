@@ -1,0 +1,534 @@
+//! The HTTP server: its settings, its handle, the state shared with the
+//! server thread, and the accept loop.
+//!
+//! Same architecture as the line-echo [`FaultServer`](crate::FaultServer):
+//! one thread with a current-thread Tokio runtime, one task per connection,
+//! and control calls that go straight from the test to the connection tasks
+//! over `tokio::sync` channels (so they work from any runtime).
+//!
+//! One difference: [`HttpServer::close_idle`] must not wait for connections
+//! that are busy (a `/never` request can stay busy forever). So the registry
+//! records, for each connection, whether it is idle, and commands are sent
+//! only to idle ones. A connection flips its flag under the registry lock and
+//! then refuses the commands already queued, so every command sent is
+//! answered promptly.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+use super::connection::{Command, Connection};
+use super::{HttpCloseCause, HttpEvent};
+use crate::CloseMode;
+
+/// The settings of an [`HttpServer`], applied to every connection. Start
+/// from [`HttpServer::builder`] (or `HttpServerBuilder::default()`), which
+/// gives a well-behaved keep-alive server, and add faults.
+///
+/// ```
+/// use std::time::Duration;
+/// use connpool_testkit::CloseMode;
+/// use connpool_testkit::http::HttpServer;
+///
+/// // Like nginx: advertises a 1 s keep-alive timeout but closes after 100 ms,
+/// // and says `Connection: close` on the 100th response.
+/// let server = HttpServer::builder()
+///     .idle_close(Duration::from_millis(100), CloseMode::Fin)
+///     .keep_alive_header(1, Some(100))
+///     .max_requests(100)
+///     .start()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HttpServerBuilder {
+    pub(super) idle_close: Option<(Duration, CloseMode)>,
+    pub(super) idle_408: bool,
+    pub(super) close_after: Option<(u64, CloseMode)>,
+    pub(super) max_requests: Option<u64>,
+    pub(super) keep_alive_header: Option<(u64, Option<u32>)>,
+    pub(super) response_delay: Duration,
+}
+
+impl HttpServerBuilder {
+    /// Closes a connection, in `mode`, once no request byte arrived for
+    /// `after` since its last response (or since it was accepted). Nothing is
+    /// written first, unless [`HttpServerBuilder::idle_408`] is set.
+    ///
+    /// The timer does not run while a request is partly received or being
+    /// answered. A duration too large to represent as a deadline means
+    /// "never".
+    #[must_use]
+    pub fn idle_close(mut self, after: Duration, mode: CloseMode) -> Self {
+        self.idle_close = Some((after, mode));
+        self
+    }
+
+    /// With `true`, an idle close in [`CloseMode::Fin`] first writes an
+    /// unsolicited [`REQUEST_TIMEOUT_408`](super::REQUEST_TIMEOUT_408)
+    /// response, as some servers do. (An RST close writes nothing: the
+    /// kernel would discard the bytes anyway.)
+    #[must_use]
+    pub fn idle_408(mut self, enabled: bool) -> Self {
+        self.idle_408 = enabled;
+        self
+    }
+
+    /// Closes a connection, in `mode`, right after writing its
+    /// `responses`-th response, although that response did not say
+    /// `Connection: close` (the rude server). Requests the client already
+    /// sent beyond that are not answered. `0` closes every connection right
+    /// after accepting it.
+    #[must_use]
+    pub fn close_after(mut self, responses: u64, mode: CloseMode) -> Self {
+        self.close_after = Some((responses, mode));
+        self
+    }
+
+    /// Gives the `requests`-th response on a connection a
+    /// `Connection: close` field, then closes the connection with a FIN (the
+    /// polite server, like nginx's `keepalive_requests`). `0` acts like `1`.
+    #[must_use]
+    pub fn max_requests(mut self, requests: u64) -> Self {
+        self.max_requests = Some(requests);
+        self
+    }
+
+    /// Gives every keep-alive response (one without `Connection: close`) a
+    /// `Keep-Alive: timeout=<timeout_secs>` field, with `, max=<max>` when
+    /// `max` is set. Only a field: closing is governed by
+    /// [`HttpServerBuilder::idle_close`] and the other settings.
+    #[must_use]
+    pub fn keep_alive_header(mut self, timeout_secs: u64, max: Option<u32>) -> Self {
+        self.keep_alive_header = Some((timeout_secs, max));
+        self
+    }
+
+    /// Waits `delay` after reading each request before writing its response
+    /// (added to any wait of the route itself).
+    #[must_use]
+    pub fn response_delay(mut self, delay: Duration) -> Self {
+        self.response_delay = delay;
+        self
+    }
+
+    /// Binds `127.0.0.1:0` and starts serving on a new thread.
+    ///
+    /// The listening socket is bound before this returns, so
+    /// [`HttpServer::addr`] is valid at once. This is a plain (blocking)
+    /// function: call it from anywhere.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the socket cannot be bound, or if the runtime or the thread
+    /// cannot be created.
+    pub fn start(self) -> io::Result<HttpServer> {
+        let std_listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let listener = {
+            let _context = runtime.enter();
+            TcpListener::from_std(std_listener)?
+        };
+
+        let shared = Arc::new(Shared::default());
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name(format!("http-fault-server-{addr}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    tokio::select! {
+                        // `Err` too: the handle was dropped without sending.
+                        _ = stop_rx => {}
+                        () = accept_loop(listener, thread_shared, self) => {}
+                    }
+                });
+                // Dropping `runtime` here drops every connection task (also
+                // those waiting in `/never` or `/slow-headers`), which closes
+                // the listener and every socket.
+            })?;
+
+        Ok(HttpServer {
+            addr,
+            shared,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A running HTTP/1.1 fault server on `127.0.0.1`.
+///
+/// It answers real HTTP/1.1 requests on the routes listed in the
+/// [module documentation](crate::http), keeps connections alive, injects the
+/// faults set on its [`HttpServerBuilder`], counts every request (by
+/// `x-request-id`, to catch duplicates), and reports every accept, request
+/// and close through [`HttpServer::events`].
+///
+/// Dropping it stops the server thread promptly and closes the listener and
+/// every connection (no events are sent for those closes).
+///
+/// ```
+/// use std::time::Duration;
+/// use connpool_testkit::CloseMode;
+/// use connpool_testkit::http::{HttpCloseCause, HttpServer};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let server = HttpServer::builder()
+///     .idle_close(Duration::from_millis(50), CloseMode::Fin)
+///     .start()?;
+/// let mut events = server.events();
+///
+/// let mut client = tokio::net::TcpStream::connect(server.addr()).await?;
+/// client
+///     .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nx-request-id: 7\r\n\r\n")
+///     .await?;
+/// let expected: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nx-request-id: 7\r\n\r\nok";
+/// let mut response = vec![0; expected.len()];
+/// client.read_exact(&mut response).await?;
+/// assert_eq!(response, expected);
+/// assert_eq!(server.processed("GET", "7"), 1);
+///
+/// // No sleep: the event says the server's FIN has been sent.
+/// let (_peer, mode, cause) = events.next_closed().await.expect("server running");
+/// assert_eq!((mode, cause), (CloseMode::Fin, HttpCloseCause::IdleTimeout));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct HttpServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    /// Dropping or sending on this stops the accept loop.
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HttpServer {
+    /// A builder for a server with faults. Same as
+    /// `HttpServerBuilder::default()`.
+    #[must_use]
+    pub fn builder() -> HttpServerBuilder {
+        HttpServerBuilder::default()
+    }
+
+    /// Starts a well-behaved keep-alive server (no faults except those of
+    /// the fault routes).
+    ///
+    /// # Errors
+    ///
+    /// As [`HttpServerBuilder::start`].
+    pub fn start_default() -> io::Result<HttpServer> {
+        Self::builder().start()
+    }
+
+    /// The address the server listens on (`127.0.0.1:<port>`).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port>` followed by `path_and_query` (which should
+    /// start with `/`).
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{path_and_query}", self.addr)
+    }
+
+    /// Closes every idle connection (accepted, waiting for the first byte of
+    /// its next request) in `mode`, and returns how many were closed. Each
+    /// one sends an [`HttpEvent::Closed`] with [`HttpCloseCause::Commanded`]
+    /// before this returns, and the socket has been closed (shut down for
+    /// [`CloseMode::Fin`], reset for [`CloseMode::Rst`]).
+    ///
+    /// A connection counts as idle from just before the last bytes of a
+    /// response are written (unless the server closes it after that
+    /// response, or the next request is already buffered), so a client that
+    /// has read a whole response can count on reaching the connection. If
+    /// that last write is still blocked (a client not reading), this waits
+    /// for it.
+    ///
+    /// Busy connections (reading a request, delaying or writing its
+    /// response, waiting in `/never`) are left alone and not counted; this
+    /// does not wait for them. Only connections the server has accepted are
+    /// reached: after
+    /// a client's `connect` returns, wait for [`HttpEvent::Accepted`] (or
+    /// complete a request) before calling this.
+    ///
+    /// Works from any async runtime.
+    pub async fn close_idle(&self, mode: CloseMode) -> usize {
+        self.broadcast(|ack| Command::Close { mode, ack }).await
+    }
+
+    /// Writes `bytes` to every idle connection without being asked (a stray
+    /// `408`, garbage), and returns how many connections got them, after the
+    /// writes completed. The connections stay open and their idle timers keep
+    /// running. Reaches the same connections as [`HttpServer::close_idle`].
+    pub async fn send_unsolicited(&self, bytes: &[u8]) -> usize {
+        let bytes: Arc<[u8]> = Arc::from(bytes);
+        self.broadcast(|ack| Command::SendUnsolicited {
+            bytes: Arc::clone(&bytes),
+            ack,
+        })
+        .await
+    }
+
+    /// A new subscriber to [`HttpEvent`]s, seeing events from now on. Events
+    /// are never dropped; the stream ends when the server is dropped.
+    pub fn events(&self) -> HttpEventStream {
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.shared.subscribers).push(tx);
+        HttpEventStream { rx }
+    }
+
+    /// Connections accepted so far. Updated before [`HttpEvent::Accepted`]
+    /// is sent.
+    pub fn accepted(&self) -> u64 {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted and not yet closed. Updated before the socket is
+    /// closed, so a client that observed the close sees it.
+    pub fn open_connections(&self) -> usize {
+        self.shared.open.load(Ordering::SeqCst)
+    }
+
+    /// Connections the server closed on its own initiative: causes
+    /// [`IdleTimeout`](HttpCloseCause::IdleTimeout),
+    /// [`AfterRequests`](HttpCloseCause::AfterRequests),
+    /// [`MaxRequests`](HttpCloseCause::MaxRequests),
+    /// [`Commanded`](HttpCloseCause::Commanded) and
+    /// [`Route`](HttpCloseCause::Route). Updated before the socket is closed.
+    pub fn closed_by_server(&self) -> u64 {
+        self.shared.closed_by_server.load(Ordering::SeqCst)
+    }
+
+    /// Requests processed so far, on all connections. A request counts once
+    /// it has been read completely (head and body), before any delay and
+    /// before the first byte of its response: a client that read a response
+    /// always sees its request counted. `/never` requests count too.
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// How many times the server processed a request with `method` and
+    /// header `x-request-id: <id>` (counted as in [`HttpServer::requests`];
+    /// the id is compared after trimming spaces).
+    pub fn processed(&self, method: &str, id: &str) -> u64 {
+        lock(&self.shared.processed)
+            .get(&(method.to_owned(), id.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Every `(method, id, count)` processed more than once, sorted by
+    /// method then id. Empty when no request was duplicated.
+    pub fn duplicates(&self) -> Vec<(String, String, u64)> {
+        let mut duplicates: Vec<_> = lock(&self.shared.processed)
+            .iter()
+            .filter(|&(_, &count)| count > 1)
+            .map(|((method, id), &count)| (method.clone(), id.clone(), count))
+            .collect();
+        duplicates.sort();
+        duplicates
+    }
+
+    /// Sends one command (built by `make`) to every idle connection and
+    /// waits for all acknowledgements; returns how many said "done".
+    async fn broadcast(&self, make: impl Fn(oneshot::Sender<bool>) -> Command) -> usize {
+        let mut acks = Vec::new();
+        for entry in lock(&self.shared.registry).values() {
+            if !entry.idle {
+                continue;
+            }
+            let (ack_tx, ack_rx) = oneshot::channel();
+            if entry.commands.send(make(ack_tx)).is_ok() {
+                acks.push(ack_rx);
+            }
+        }
+        // The lock is released before awaiting. A connection that ends or
+        // becomes busy without doing the command drops the sender or answers
+        // `false`: "not done".
+        let mut done = 0;
+        for ack in acks {
+            if ack.await == Ok(true) {
+                done += 1;
+            }
+        }
+        done
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            // Fails only if the thread already ended, which is fine.
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            // The thread only awaits the stop signal and drops its runtime
+            // (cancelling every task), so this join is short.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The events of one subscriber, from [`HttpServer::events`].
+#[derive(Debug)]
+pub struct HttpEventStream {
+    rx: mpsc::UnboundedReceiver<HttpEvent>,
+}
+
+impl HttpEventStream {
+    /// The next event, or `None` once the server has been dropped and every
+    /// event was read.
+    pub async fn next(&mut self) -> Option<HttpEvent> {
+        self.rx.recv().await
+    }
+
+    /// The next [`HttpEvent::Closed`] as `(peer, mode, cause)`, skipping
+    /// other events.
+    pub async fn next_closed(&mut self) -> Option<(SocketAddr, CloseMode, HttpCloseCause)> {
+        loop {
+            if let HttpEvent::Closed {
+                peer, mode, cause, ..
+            } = self.next().await?
+            {
+                return Some((peer, mode, cause));
+            }
+        }
+    }
+
+    /// The peer of the next [`HttpEvent::Accepted`], skipping other events.
+    pub async fn next_accepted(&mut self) -> Option<SocketAddr> {
+        loop {
+            if let HttpEvent::Accepted { peer } = self.next().await? {
+                return Some(peer);
+            }
+        }
+    }
+
+    /// The next [`HttpEvent::Request`] as `(peer, method, path, id)`,
+    /// skipping other events.
+    pub async fn next_request(&mut self) -> Option<(SocketAddr, String, String, Option<String>)> {
+        loop {
+            if let HttpEvent::Request {
+                peer,
+                method,
+                path,
+                id,
+            } = self.next().await?
+            {
+                return Some((peer, method, path, id));
+            }
+        }
+    }
+}
+
+/// A connection in the registry.
+#[derive(Debug)]
+pub(super) struct Entry {
+    commands: mpsc::UnboundedSender<Command>,
+    /// Waiting for the first byte of a request: commands are sent only then.
+    idle: bool,
+}
+
+/// State shared by the handle, the accept loop and every connection task.
+#[derive(Debug, Default)]
+pub(super) struct Shared {
+    accepted: AtomicU64,
+    requests: AtomicU64,
+    open: AtomicUsize,
+    closed_by_server: AtomicU64,
+    /// `(method, x-request-id)` -> times processed.
+    processed: Mutex<HashMap<(String, String), u64>>,
+    /// Open connections: connection id -> registry entry.
+    registry: Mutex<HashMap<u64, Entry>>,
+    subscribers: Mutex<Vec<mpsc::UnboundedSender<HttpEvent>>>,
+}
+
+impl Shared {
+    /// Sends `event` to every subscriber, forgetting dropped ones.
+    pub(super) fn emit(&self, event: HttpEvent) {
+        lock(&self.subscribers).retain(|subscriber| subscriber.send(event.clone()).is_ok());
+    }
+
+    /// Counts a processed request (see [`HttpServer::requests`]).
+    pub(super) fn count_request(&self, method: &str, id: Option<&str>) {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        if let Some(id) = id {
+            *lock(&self.processed)
+                .entry((method.to_owned(), id.to_owned()))
+                .or_insert(0) += 1;
+        }
+    }
+
+    /// Marks connection `id` idle (commands may be sent to it) or busy.
+    pub(super) fn set_idle(&self, id: u64, idle: bool) {
+        if let Some(entry) = lock(&self.registry).get_mut(&id) {
+            entry.idle = idle;
+        }
+    }
+
+    /// Books a connection as closed for `cause`: it leaves the registry and
+    /// the counters are updated. Called *before* the socket is closed.
+    pub(super) fn forget(&self, id: u64, cause: HttpCloseCause) {
+        lock(&self.registry).remove(&id);
+        self.open.fetch_sub(1, Ordering::SeqCst);
+        if cause.is_server_initiative() {
+            self.closed_by_server.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Locks `mutex`, ignoring poisoning: the data behind our mutexes (maps and
+/// lists of senders) stays valid even if a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Accepts connections forever, spawning one task per connection.
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, settings: HttpServerBuilder) {
+    let mut next_id: u64 = 0;
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            // E.g. out of file descriptors: back off instead of spinning.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+
+        let id = next_id;
+        next_id += 1;
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        // Registered (idle) and counted before the `Accepted` event, so a
+        // test that saw the event can reach the connection with commands.
+        lock(&shared.registry).insert(
+            id,
+            Entry {
+                commands: commands_tx,
+                idle: true,
+            },
+        );
+        shared.open.fetch_add(1, Ordering::SeqCst);
+        shared.accepted.fetch_add(1, Ordering::SeqCst);
+        shared.emit(HttpEvent::Accepted { peer });
+
+        let connection =
+            Connection::new(id, peer, stream, commands_rx, Arc::clone(&shared), settings);
+        tokio::spawn(connection.run());
+    }
+}
