@@ -285,12 +285,14 @@ impl Error {
     pub fn may_have_been_processed(&self) -> bool {
         match self.inner.fate {
             Some(fate) => fate.may_have_been_processed,
-            None => !(self.is_connect()
-                || self.is_pool_limit()
-                || matches!(
-                    self.kind(),
-                    ErrorKind::InvalidUrl | ErrorKind::InvalidRequest
-                )),
+            None => {
+                !(self.is_connect()
+                    || self.is_pool_limit()
+                    || matches!(
+                        self.kind(),
+                        ErrorKind::InvalidUrl | ErrorKind::InvalidRequest
+                    ))
+            }
         }
     }
 

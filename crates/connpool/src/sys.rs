@@ -92,3 +92,56 @@ pub(crate) fn coarse_monotonic_nanos() -> u64 {
         .elapsed()
         .as_nanos() as u64
 }
+
+/// What the kernel's `TCP_INFO` says about a connection, in the fields
+/// connpool reads.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TcpInfo {
+    /// Time since the last ACK-bearing segment from the peer arrived. On a
+    /// connection the peer closed with a FIN, nothing arrives after the
+    /// FIN, so this is how long ago the peer closed. (An RST is processed
+    /// before its ACK field and does not update it.)
+    pub(crate) since_last_ack_recv: Duration,
+}
+
+/// Reads `getsockopt(TCP_INFO)`.
+#[cfg(target_os = "linux")]
+pub(crate) fn tcp_info(socket: &impl AsFd) -> io::Result<TcpInfo> {
+    use std::os::fd::AsRawFd;
+
+    let fd = socket.as_fd();
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `libc::tcp_info` is a C struct of integers, valid when
+    // all-zero, so `zeroed()` is sound and every byte stays initialised
+    // even if the kernel fills only a shorter prefix (older kernels).
+    // `info` is a live, aligned value on our stack and `len` holds its
+    // exact size, so the pointer/length pair describes writable memory the
+    // kernel writes at most `len` bytes into. The fd is borrowed for the
+    // whole call; neither pointer is kept after it.
+    let (result, info) = unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let result = libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast::<libc::c_void>(),
+            &raw mut len,
+        );
+        (result, info)
+    };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(TcpInfo {
+        since_last_ack_recv: Duration::from_millis(u64::from(info.tcpi_last_ack_recv)),
+    })
+}
+
+/// `TCP_INFO` is Linux-specific.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn tcp_info(_socket: &impl AsFd) -> io::Result<TcpInfo> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "TCP_INFO needs Linux",
+    ))
+}

@@ -50,8 +50,13 @@ impl Manager<SocketAddr> for Watching {
         Ok(stream)
     }
 
-    fn check(&self, conn: &mut TcpStream) -> Result<(), EvictReason> {
-        <TcpManager as Manager<SocketAddr>>::check(&self.tcp, conn)
+    fn check(
+        &self,
+        key: &SocketAddr,
+        conn: &mut TcpStream,
+        idle_for: std::time::Duration,
+    ) -> Result<(), EvictReason> {
+        self.tcp.check(key, conn, idle_for)
     }
 }
 

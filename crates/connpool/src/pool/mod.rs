@@ -88,6 +88,7 @@ impl<T: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static> Key for T {}
 ///
 /// ```
 /// use connpool::{Error, EvictReason, Manager};
+/// use std::time::Duration;
 ///
 /// struct Counter;
 /// impl Manager<u8> for Counter {
@@ -95,7 +96,7 @@ impl<T: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static> Key for T {}
 ///     async fn connect(&self, key: &u8) -> Result<Vec<u8>, Error> {
 ///         Ok(vec![*key])
 ///     }
-///     fn check(&self, conn: &mut Vec<u8>) -> Result<(), EvictReason> {
+///     fn check(&self, _key: &u8, conn: &mut Vec<u8>, _idle_for: Duration) -> Result<(), EvictReason> {
 ///         if conn.len() > 100 { Err(EvictReason::Unhealthy) } else { Ok(()) }
 ///     }
 /// }
@@ -113,8 +114,17 @@ pub trait Manager<K>: Send + Sync + 'static {
     /// every reuse, so it must be cheap and must not block (the TCP
     /// manager's is one non-blocking `recv(MSG_PEEK)`). A connection that
     /// fails is evicted with the returned reason and the next one is tried.
-    fn check(&self, conn: &mut Self::Conn) -> Result<(), EvictReason> {
-        let _ = conn;
+    ///
+    /// `idle_for` is how long the connection sat idle: a manager that sees
+    /// the server closed it can learn the server's idle timeout from it
+    /// (the HTTP client does).
+    fn check(
+        &self,
+        key: &K,
+        conn: &mut Self::Conn,
+        idle_for: std::time::Duration,
+    ) -> Result<(), EvictReason> {
+        let _ = (key, conn, idle_for);
         Ok(())
     }
 }
@@ -329,7 +339,7 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
                 }
             };
             let mut conn = PooledConn::new(self.shared.clone(), tracked, idle_for, now);
-            match shared.manager.check(&mut conn) {
+            match shared.manager.check(key, &mut conn, idle_for) {
                 Ok(()) => {
                     shared.emit(
                         key,
@@ -345,6 +355,46 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
                 Err(reason) => failed = Some((conn.disarm(), reason)),
             }
         }
+    }
+
+    /// Closes `conn` (evicted with `reason`) and opens a new connection for
+    /// the same key in its place: the slot passes from the old connection
+    /// to the new one, so this never waits and never hands out an idle
+    /// connection. For retrying a request that failed on a reused
+    /// connection: the retry must go to a connection that is surely fresh.
+    ///
+    /// # Errors
+    /// The manager's connect error; the slot is freed then.
+    ///
+    /// ```
+    /// # use connpool::{Error, EvictReason, Manager, Pool};
+    /// # struct M; impl Manager<u8> for M { type Conn = (); async fn connect(&self, _: &u8) -> Result<(), Error> { Ok(()) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Error> {
+    /// let pool = Pool::new(M);
+    /// pool.get(&1).await?.release();
+    /// let reused = pool.get(&1).await?;
+    /// assert!(reused.is_reused());
+    /// let fresh = pool.reconnect(reused, EvictReason::ServerClosed).await?;
+    /// assert!(!fresh.is_reused());
+    /// # Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn reconnect(
+        &self,
+        conn: PooledConn<K, M>,
+        reason: EvictReason,
+    ) -> impl Future<Output = Result<PooledConn<K, M>, Error>> + Send + '_ {
+        let location = Location::caller();
+        let tracked = conn.disarm();
+        let key = tracked.key.clone();
+        let mut after = Aftermath::new();
+        let id = self
+            .shared
+            .lock()
+            .trade_for_connect(tracked, reason, &mut after);
+        self.shared.finish(after);
+        async move { self.connect(&key, id, location).await }
     }
 
     /// Waits for a grant. The deadline is watched by the pool's timer task,

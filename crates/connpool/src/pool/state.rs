@@ -410,6 +410,25 @@ impl<K: Clone + Eq + Hash, C> State<K, C> {
     }
 
     /// A connect of `key` succeeded: its connecting unit becomes checked out.
+    /// Evicts a checked-out connection and turns its unit into a connecting
+    /// one, for [`Pool::reconnect`](super::Pool::reconnect).
+    pub(crate) fn trade_for_connect(
+        &mut self,
+        mut tracked: Tracked<K, C>,
+        reason: EvictReason,
+        after: &mut Aftermath<K, C>,
+    ) -> ConnId {
+        untrack_checkout(&mut self.checkouts, &mut tracked);
+        let ks = self
+            .keys
+            .get_mut(&tracked.key)
+            .expect("a checked-out connection's key is known");
+        ks.checked_out -= 1;
+        ks.connecting += 1;
+        self.totals.evict(tracked, reason, after);
+        self.totals.conn_id()
+    }
+
     pub(crate) fn connected(
         &mut self,
         config: &PoolConfig,

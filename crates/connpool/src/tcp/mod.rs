@@ -95,7 +95,7 @@ impl Target for SocketAddr {
     }
 }
 
-async fn lookup(host_port: &str) -> io::Result<Vec<SocketAddr>> {
+pub(crate) async fn lookup(host_port: &str) -> io::Result<Vec<SocketAddr>> {
     if let Ok(addr) = host_port.parse::<SocketAddr>() {
         return Ok(vec![addr]);
     }
@@ -184,7 +184,12 @@ impl<K: Target> Manager<K> for TcpManager {
         }
     }
 
-    fn check(&self, conn: &mut TcpStream) -> Result<(), EvictReason> {
+    fn check(
+        &self,
+        _key: &K,
+        conn: &mut TcpStream,
+        _idle_for: Duration,
+    ) -> Result<(), EvictReason> {
         check_idle(conn)
     }
 }

@@ -79,7 +79,12 @@ impl<K: connpool::Key> Manager<K> for MemManager {
         })
     }
 
-    fn check(&self, conn: &mut MemConn) -> Result<(), EvictReason> {
+    fn check(
+        &self,
+        _key: &K,
+        conn: &mut MemConn,
+        _idle_for: std::time::Duration,
+    ) -> Result<(), EvictReason> {
         if conn.broken.load(Ordering::SeqCst) {
             Err(EvictReason::ServerClosed)
         } else {

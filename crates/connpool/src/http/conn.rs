@@ -1,0 +1,218 @@
+//! The pooled HTTP/1.1 connection and the manager that opens and checks it.
+//!
+//! A [`HostKey`] is what makes two connections interchangeable: scheme,
+//! host and port. (TLS settings join it when HTTPS arrives.)
+//!
+//! [`HttpConn`] is a TCP stream plus the bytes read past the last message
+//! (`read_buf`), a reusable buffer for writing heads, and a little history.
+//! An idle connection's `read_buf` is always empty: a connection goes back
+//! to the pool only at a message boundary with nothing left over, so any
+//! byte found on an idle connection is a byte nobody asked for.
+//!
+//! [`HttpManager::check`] runs at every checkout: the jittered lifetime,
+//! then the TCP peek (FIN, RST, stray bytes such as a server's unsolicited
+//! `408`). When the peek finds the server's FIN it also tells the
+//! [`IdleTimeoutLearner`] when the server closed, so the next connections
+//! to that host expire before the server's timer fires.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+
+use super::learn::IdleTimeoutLearner;
+use crate::tcp::{self, Target, TcpConfig, TcpManager};
+use crate::{Error, ErrorKind, EvictReason, Manager};
+
+/// The pool key of the HTTP client: the origin a connection was opened to.
+///
+/// Two requests share connections exactly when their keys are equal.
+///
+/// ```
+/// use connpool::http::HostKey;
+/// let key = HostKey::from_uri(&"http://example.com/a?b".parse().unwrap()).unwrap();
+/// assert_eq!((key.host(), key.port()), ("example.com", 80));
+/// assert_eq!(format!("{key:?}"), "http://example.com:80");
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct HostKey {
+    host: Arc<str>,
+    port: u16,
+}
+
+impl HostKey {
+    /// The key for a URI: it must be absolute, `http`, with a host.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidUrl`] naming what is missing or unsupported.
+    pub fn from_uri(uri: &http::Uri) -> Result<HostKey, Error> {
+        let invalid = |what: &str| Error::new(ErrorKind::InvalidUrl, format!("{what}: {uri}"));
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => return Err(invalid("https is not supported yet")),
+            Some(_) => return Err(invalid("only http URLs can be requested")),
+            None => return Err(invalid("the URL has no scheme (want http://host/...)")),
+        }
+        let host = uri.host().ok_or_else(|| invalid("the URL has no host"))?;
+        if host.is_empty() {
+            return Err(invalid("the URL has an empty host"));
+        }
+        Ok(HostKey {
+            host: Arc::from(host),
+            port: uri.port_u16().unwrap_or(80),
+        })
+    }
+
+    /// The host, as in the URL (an IPv6 address keeps its brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port (80 when the URL names none).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The value of the `Host` header: the port is left out when it is
+    /// the default one.
+    pub(crate) fn authority(&self) -> String {
+        if self.port == 80 {
+            self.host.to_string()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Debug for HostKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}:{}", self.host, self.port)
+    }
+}
+
+impl fmt::Display for HostKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+impl Target for HostKey {
+    async fn resolve(&self) -> io::Result<Vec<SocketAddr>> {
+        tcp::lookup(&format!("{}:{}", self.host, self.port)).await
+    }
+}
+
+/// A pooled HTTP/1.1 connection.
+pub(crate) struct HttpConn {
+    pub(crate) stream: TcpStream,
+    /// Bytes read but not yet consumed. Empty whenever the connection is
+    /// idle.
+    pub(crate) read_buf: BytesMut,
+    /// Responses completed on this connection.
+    pub(crate) responses: u32,
+    /// When `connect` began, and how long it took: the trace of the first
+    /// request on this connection reports them.
+    pub(crate) connect_started: Instant,
+    pub(crate) connect_took: Duration,
+    /// This connection's own lifetime: `max_lifetime` minus its jitter.
+    pub(crate) lifetime: Option<Duration>,
+}
+
+/// The read buffer's starting size: large enough for a typical response
+/// head and a small body in one read.
+const READ_BUF_SIZE: usize = 8 * 1024;
+
+/// An idle connection keeps at most this much read buffer; a larger one
+/// (grown by a big response) is given back to the allocator on return.
+pub(crate) const MAX_IDLE_READ_BUF: usize = 64 * 1024;
+
+impl HttpConn {
+    /// How long ago the connection was opened.
+    pub(crate) fn age(&self) -> Duration {
+        self.connect_started.elapsed()
+    }
+}
+
+/// Opens connections with the TCP manager and checks them before reuse.
+pub(crate) struct HttpManager {
+    pub(crate) tcp: TcpManager,
+    pub(crate) learner: IdleTimeoutLearner,
+    /// `max_lifetime` and its jitter fraction (0.0 to 1.0).
+    pub(crate) max_lifetime: Option<(Duration, f64)>,
+}
+
+impl HttpManager {
+    pub(crate) fn new(
+        tcp: TcpConfig,
+        learner: IdleTimeoutLearner,
+        max_lifetime: Option<(Duration, f64)>,
+    ) -> Self {
+        HttpManager {
+            tcp: TcpManager::new(tcp),
+            learner,
+            max_lifetime,
+        }
+    }
+
+    /// A lifetime in `[max × (1 − jitter), max]`: connections opened in a
+    /// burst then expire spread out instead of all at once (HikariCP's
+    /// lesson), and never later than `max`.
+    fn jittered_lifetime(&self) -> Option<Duration> {
+        let (max, jitter) = self.max_lifetime?;
+        let fraction = jitter.clamp(0.0, 1.0) * unit_random();
+        Some(max.mul_f64(1.0 - fraction))
+    }
+}
+
+/// A number in `[0, 1)` that differs from call to call; enough for
+/// spreading expiries, not for anything that needs real randomness.
+fn unit_random() -> f64 {
+    use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let bits = foldhash::fast::RandomState::default().hash_one(n);
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl Manager<HostKey> for HttpManager {
+    type Conn = HttpConn;
+
+    async fn connect(&self, key: &HostKey) -> Result<HttpConn, Error> {
+        let connect_started = Instant::now();
+        let stream = self.tcp.connect(key).await?;
+        Ok(HttpConn {
+            stream,
+            read_buf: BytesMut::with_capacity(READ_BUF_SIZE),
+            responses: 0,
+            connect_started,
+            connect_took: connect_started.elapsed(),
+            lifetime: self.jittered_lifetime(),
+        })
+    }
+
+    fn check(
+        &self,
+        key: &HostKey,
+        conn: &mut HttpConn,
+        idle_for: Duration,
+    ) -> Result<(), EvictReason> {
+        if conn.lifetime.is_some_and(|life| conn.age() >= life) {
+            return Err(EvictReason::MaxLifetime);
+        }
+        if !conn.read_buf.is_empty() {
+            return Err(EvictReason::UnexpectedData);
+        }
+        let result = tcp::check_idle(&conn.stream);
+        match result {
+            Err(EvictReason::ServerClosed) => self.learner.observe_fin(key, &conn.stream, idle_for),
+            Err(EvictReason::ServerReset) => self.learner.observe_close(key, idle_for),
+            _ => {}
+        }
+        result
+    }
+}
