@@ -835,6 +835,104 @@ async fn bad_requests_get_400_and_fin() {
 }
 
 #[tokio::test]
+async fn vanish_once_closes_a_reused_connection_with_fin_and_no_answer() {
+    let server = HttpServer::start_default().expect("start");
+    let mut events = server.events();
+    let mut client = Client::connect(&server, &mut events).await;
+    assert_eq!(client.fetch("/").await.body, b"ok");
+    client.get("/vanish-once/a", "x-request-id: v1\r\n").await;
+    // No response byte, just the FIN.
+    client.expect_eof().await;
+
+    // The server never acted on it: only the first request was processed.
+    let (peer, method, path, _) = within(events.next_request()).await.expect("running");
+    assert_eq!(peer, client.local_addr());
+    assert_eq!((method.as_str(), path.as_str()), ("GET", "/"));
+    let (peer, mode, cause, requests) = next_closed(&mut events).await;
+    assert_eq!(peer, client.local_addr());
+    assert_eq!(
+        (mode, cause, requests),
+        (CloseMode::Fin, HttpCloseCause::Vanished, 1)
+    );
+    assert_eq!(server.requests(), 1);
+    assert_eq!(server.processed("GET", "v1"), 0);
+    assert!(server.duplicates().is_empty());
+    assert_eq!(server.vanished(), 1);
+    assert_eq!(server.closed_by_server(), 1);
+    assert_eq!(server.open_connections(), 0);
+
+    // Once per tag: the same tag on another reused connection is answered.
+    let mut again = Client::connect(&server, &mut events).await;
+    again.fetch("/").await;
+    again.get("/vanish-once/a", "x-request-id: v1\r\n").await;
+    let response = again.response().await;
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (200, &b"ok"[..])
+    );
+    assert_eq!(response.header("x-request-id"), Some("v1"));
+    assert_eq!(server.processed("GET", "v1"), 1);
+    assert_eq!(server.vanished(), 1);
+    assert_eq!(server.requests(), 3);
+    assert_eq!(again.fetch("/vanish-once/a").await.status, 200);
+}
+
+#[tokio::test]
+async fn vanish_once_with_rst_resets_without_answering() {
+    let server = HttpServer::start_default().expect("start");
+    let mut events = server.events();
+    let mut client = Client::connect(&server, &mut events).await;
+    client.fetch("/bytes/3").await;
+    client.get("/vanish-once/r?mode=rst", "").await;
+    let (_, mode, cause, requests) = next_closed(&mut events).await;
+    assert_eq!(
+        (mode, cause, requests),
+        (CloseMode::Rst, HttpCloseCause::Vanished, 1)
+    );
+    let mut chunk = [0; 64];
+    match within(client.stream.read(&mut chunk)).await {
+        Ok(read) => assert_eq!(read, 0, "response bytes: {:?}", &chunk[..read]),
+        Err(error) => assert_eq!(error.kind(), io::ErrorKind::ConnectionReset),
+    }
+    assert_eq!(server.requests(), 1);
+    assert_eq!(server.vanished(), 1);
+    assert_eq!(server.closed_by_server(), 1);
+}
+
+#[tokio::test]
+async fn vanish_once_answers_on_a_fresh_connection_and_reads_bodies() {
+    let server = HttpServer::start_default().expect("start");
+    let mut events = server.events();
+    let mut client = Client::connect(&server, &mut events).await;
+    // The first request on a fresh connection is answered, like `/`...
+    let expected = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    client.get("/vanish-once/b", "").await;
+    assert_eq!(client.take(expected.len()).await, expected);
+    assert_eq!((server.requests(), server.vanished()), (1, 0));
+    // ...and does not use the tag up: now that the connection has answered,
+    // it vanishes, whatever the method (the body is read first).
+    client
+        .send(b"POST /vanish-once/b HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
+        .await;
+    client.expect_eof().await;
+    let (_, mode, cause, requests) = next_closed(&mut events).await;
+    assert_eq!(
+        (mode, cause, requests),
+        (CloseMode::Fin, HttpCloseCause::Vanished, 1)
+    );
+    assert_eq!((server.requests(), server.vanished()), (1, 1));
+
+    // Bad parameters get `400` on a connection that stays open.
+    let mut bad = Client::connect_plain(&server).await;
+    bad.fetch("/").await;
+    assert_eq!(bad.fetch("/vanish-once/").await.status, 400);
+    assert_eq!(bad.fetch("/vanish-once").await.status, 400);
+    assert_eq!(bad.fetch("/vanish-once/c?mode=later").await.status, 400);
+    assert_eq!(bad.fetch("/").await.status, 200);
+    assert_eq!(server.vanished(), 1);
+}
+
+#[tokio::test]
 async fn request_ids_are_counted_and_duplicates_reported() {
     let server = HttpServer::start_default().expect("start");
     let mut events = server.events();

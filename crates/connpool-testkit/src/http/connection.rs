@@ -181,6 +181,18 @@ impl Connection {
                 Err(ending) => return ending,
             };
 
+            let routed = route(&request);
+            // `/vanish-once/<tag>`: on a connection that has answered before,
+            // the tag's first such request is dropped unprocessed, as if the
+            // server's idle close had crossed it on the wire.
+            let vanishing = routed
+                .vanish_once
+                .as_ref()
+                .filter(|vanish| self.responses > 0 && self.shared.vanish(&vanish.tag));
+            if let Some(vanish) = vanishing {
+                return Ending::new(vanish.mode, HttpCloseCause::Vanished);
+            }
+
             // Counted before any delay and any response byte.
             self.requests += 1;
             let id = request.id();
@@ -192,7 +204,6 @@ impl Connection {
                 id,
             });
 
-            let routed = route(&request);
             let delay = self.settings.response_delay.saturating_add(routed.delay);
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;

@@ -59,6 +59,22 @@
 //! | `/conflicting-length` | `200`, `Content-Length: 5` and `Content-Length: 6`, body `hello!` (6 bytes) |
 //! | `/duplicate-length` | `200`, `Content-Length: 2` twice, body `ok` |
 //! | `/keep-alive-hint?timeout=N&max=M` | `200` `ok` with `Keep-Alive: timeout=N, max=M` (`timeout=N` alone without `max`; `N` defaults to 5), whatever the builder says |
+//! | `/vanish-once/<tag>?mode=fin` or `?mode=rst` | the keep-alive race (see below): the first such request for `<tag>` (any method, server-wide) that arrives on a connection which has already answered a response is read completely and never answered; the connection is closed with a FIN (`fin`, the default) or an RST (`rst`) ([`HttpCloseCause::Vanished`]). Any other request for `<tag>` gets `200` `ok`, like `/` |
+//!
+//! `/vanish-once/<tag>` models, deterministically, the race every pooling
+//! client must survive: the server closes a keep-alive connection it finds
+//! idle at the very moment the client reuses it, so the close crosses the
+//! request on the wire. The client sees its request written, then
+//! end-of-file (or a reset) where the response should be, and *the request
+//! was never processed*: it is not counted by [`HttpServer::requests`],
+//! [`HttpServer::processed`] or [`HttpServer::duplicates`], and sends no
+//! [`HttpEvent::Request`]; it is counted by [`HttpServer::vanished`]
+//! instead, so a test can check that a retry was safe. `<tag>` is the rest
+//! of the path (it must not be empty; `mode` must be `fin` or `rst`, else
+//! `400`). Each tag vanishes at most once: later requests for it, on any
+//! connection, are answered. A request for it on a fresh connection (one
+//! that has answered nothing, as after a retry on a new connection) is
+//! answered and does not use the tag up.
 //!
 //! `HEAD` on any route gets the same head and no body (the fault routes
 //! still close afterwards). The raw answers of `/garbage` and
@@ -72,8 +88,9 @@
 //! A request is *processed* once it has been read completely, before any
 //! delay and before its first response byte ([`HttpServer::requests`],
 //! [`HttpServer::processed`] and [`HttpServer::duplicates`] by method and
-//! `x-request-id`, and an [`HttpEvent::Request`]). [`HttpEvent::Closed`] is
-//! sent only after the close was performed.
+//! `x-request-id`, and an [`HttpEvent::Request`]), unless
+//! `/vanish-once/<tag>` drops it ([`HttpServer::vanished`]).
+//! [`HttpEvent::Closed`] is sent only after the close was performed.
 //!
 //! # Example
 //!
@@ -185,6 +202,11 @@ pub enum HttpCloseCause {
     /// A fault route closed it (`/close-delimited/N`, `/close-mid-body`,
     /// `/truncated-chunked`).
     Route,
+    /// `/vanish-once/<tag>` closed it without answering the request it had
+    /// just read, which was not processed (see [`HttpServer::vanished`]):
+    /// what a client sees when the server's idle close crosses its request.
+    /// The mode is the one the route asked for.
+    Vanished,
     /// A malformed request (answered with `400`), or a failed read or write.
     Error,
 }
@@ -200,6 +222,7 @@ impl HttpCloseCause {
                 | HttpCloseCause::MaxRequests
                 | HttpCloseCause::Commanded
                 | HttpCloseCause::Route
+                | HttpCloseCause::Vanished
         )
     }
 }
@@ -234,12 +257,14 @@ pub enum HttpEvent {
         /// The client's address.
         peer: SocketAddr,
         /// How the socket was closed. Always [`CloseMode::Fin`] except for
-        /// [`HttpCloseCause::IdleTimeout`], [`HttpCloseCause::AfterRequests`]
-        /// and [`HttpCloseCause::Commanded`], which use the mode asked for.
+        /// [`HttpCloseCause::IdleTimeout`], [`HttpCloseCause::AfterRequests`],
+        /// [`HttpCloseCause::Commanded`] and [`HttpCloseCause::Vanished`],
+        /// which use the mode asked for.
         mode: CloseMode,
         /// Why the socket was closed.
         cause: HttpCloseCause,
-        /// How many requests this connection processed.
+        /// How many requests this connection processed (a vanished request
+        /// is not one).
         requests: u64,
     },
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::request::Request;
 use super::response::{Body, Framing, Response, RouteClose, pattern_byte};
+use crate::CloseMode;
 
 /// How long `/slow-headers` waits when the request has no `ms` parameter.
 const SLOW_HEADERS_DEFAULT: Duration = Duration::from_secs(10);
@@ -37,19 +38,29 @@ pub(super) enum Action {
     Never,
 }
 
+/// `/vanish-once/<tag>`: close without answering, if the connection decides
+/// this request is the one (see `Connection::serve`).
+#[derive(Debug)]
+pub(super) struct VanishOnce {
+    /// The tag: everything after `/vanish-once/` in the path.
+    pub(super) tag: String,
+    /// How to close.
+    pub(super) mode: CloseMode,
+}
+
 /// A route's answer and how long to wait before giving it.
 #[derive(Debug)]
 pub(super) struct Routed {
     pub(super) delay: Duration,
     pub(super) action: Action,
+    /// Set by `/vanish-once/<tag>`: the connection may close instead of
+    /// processing the request; otherwise it carries out `action`.
+    pub(super) vanish_once: Option<VanishOnce>,
 }
 
 impl From<Response> for Routed {
     fn from(response: Response) -> Self {
-        Routed {
-            delay: Duration::ZERO,
-            action: Action::Respond(response),
-        }
+        Action::Respond(response).into()
     }
 }
 
@@ -58,6 +69,7 @@ impl From<Action> for Routed {
         Routed {
             delay: Duration::ZERO,
             action,
+            vanish_once: None,
         }
     }
 }
@@ -159,7 +171,7 @@ pub(super) fn route(request: &Request) -> Routed {
             };
             Routed {
                 delay,
-                action: Action::Respond(Response::ok()),
+                ..Response::ok().into()
             }
         }
         ("oversize-headers", "") => oversize_headers(request),
@@ -193,6 +205,24 @@ pub(super) fn route(request: &Request) -> Routed {
                 Some(None) => return bad_parameter("/keep-alive-hint?max=M"),
             };
             Response::ok().header("Keep-Alive", value).into()
+        }
+        ("vanish-once", tag) => {
+            if tag.is_empty() {
+                return bad_parameter("/vanish-once/<tag> needs a tag");
+            }
+            let mode = match request.query("mode") {
+                None | Some("fin") => CloseMode::Fin,
+                Some("rst") => CloseMode::Rst,
+                Some(_) => return bad_parameter("/vanish-once/<tag>?mode=fin|rst"),
+            };
+            // When it does not vanish, it is answered like `/`.
+            Routed {
+                vanish_once: Some(VanishOnce {
+                    tag: tag.to_owned(),
+                    mode,
+                }),
+                ..Response::ok().into()
+            }
         }
         _ => Response::ok().into(),
     }

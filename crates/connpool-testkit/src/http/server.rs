@@ -13,7 +13,7 @@
 //! then refuses the commands already queued, so every command sent is
 //! answered promptly.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -308,8 +308,10 @@ impl HttpServer {
     /// [`IdleTimeout`](HttpCloseCause::IdleTimeout),
     /// [`AfterRequests`](HttpCloseCause::AfterRequests),
     /// [`MaxRequests`](HttpCloseCause::MaxRequests),
-    /// [`Commanded`](HttpCloseCause::Commanded) and
-    /// [`Route`](HttpCloseCause::Route). Updated before the socket is closed.
+    /// [`Commanded`](HttpCloseCause::Commanded),
+    /// [`Route`](HttpCloseCause::Route) and
+    /// [`Vanished`](HttpCloseCause::Vanished). Updated before the socket is
+    /// closed.
     pub fn closed_by_server(&self) -> u64 {
         self.shared.closed_by_server.load(Ordering::SeqCst)
     }
@@ -317,9 +319,21 @@ impl HttpServer {
     /// Requests processed so far, on all connections. A request counts once
     /// it has been read completely (head and body), before any delay and
     /// before the first byte of its response: a client that read a response
-    /// always sees its request counted. `/never` requests count too.
+    /// always sees its request counted. `/never` requests count too; a
+    /// request dropped by `/vanish-once/<tag>` does not (see
+    /// [`HttpServer::vanished`]).
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests dropped unprocessed by `/vanish-once/<tag>`: read completely,
+    /// then the connection was closed with no response byte
+    /// ([`HttpCloseCause::Vanished`]). They are not counted by
+    /// [`HttpServer::requests`], [`HttpServer::processed`] or
+    /// [`HttpServer::duplicates`], and send no [`HttpEvent::Request`]. At
+    /// most one per tag. Updated before the socket is closed.
+    pub fn vanished(&self) -> u64 {
+        self.shared.vanished.load(Ordering::SeqCst)
     }
 
     /// How many times the server processed a request with `method` and
@@ -451,6 +465,9 @@ pub(super) struct Shared {
     requests: AtomicU64,
     open: AtomicUsize,
     closed_by_server: AtomicU64,
+    vanished: AtomicU64,
+    /// The `/vanish-once/<tag>` tags whose request already vanished.
+    vanished_tags: Mutex<HashSet<String>>,
     /// `(method, x-request-id)` -> times processed.
     processed: Mutex<HashMap<(String, String), u64>>,
     /// Open connections: connection id -> registry entry.
@@ -472,6 +489,17 @@ impl Shared {
                 .entry((method.to_owned(), id.to_owned()))
                 .or_insert(0) += 1;
         }
+    }
+
+    /// Claims the one vanishing of `/vanish-once/<tag>`: returns `true`, and
+    /// counts it (see [`HttpServer::vanished`]), only the first time for
+    /// `tag`.
+    pub(super) fn vanish(&self, tag: &str) -> bool {
+        let first = lock(&self.vanished_tags).insert(tag.to_owned());
+        if first {
+            self.vanished.fetch_add(1, Ordering::SeqCst);
+        }
+        first
     }
 
     /// Marks connection `id` idle (commands may be sent to it) or busy.

@@ -75,7 +75,8 @@ impl std::fmt::Debug for Tracer {
 /// early drains or closes the connection (see the [module docs](self)).
 pub struct ResponseBody {
     reader: Option<Box<Reader>>,
-    /// Trailers of a chunked body, handed out as the last frame.
+    /// Trailers of a chunked body, kept by [`ResponseBody::chunk`] (as an
+    /// `http_body::Body` they are the last frame instead).
     trailers: Option<HeaderMap>,
 }
 
@@ -403,9 +404,6 @@ impl http_body::Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = self.get_mut();
-        if let Some(trailers) = this.trailers.take() {
-            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-        }
         let Some(reader) = this.reader.as_mut() else {
             return Poll::Ready(None);
         };
@@ -418,7 +416,7 @@ impl http_body::Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.trailers.is_none() && self.reader.is_none()
+        self.reader.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -1,0 +1,758 @@
+//! The HTTP client against real servers on 127.0.0.1 (testkit's
+//! `HttpServer`): keep-alive reuse, the stale-connection rules, every
+//! response fault, timeouts, and the body's return-or-close rules.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use connpool::http::{Client, HostKey, TraceStep};
+use connpool::{CloseReason, ErrorKind, Event, EventKind, EvictReason};
+use connpool_testkit::CloseMode;
+use connpool_testkit::http::{HttpCloseCause, HttpServer};
+
+/// Pool events as (conn, kind), collected by an observer.
+#[derive(Clone, Default)]
+struct Events(Arc<Mutex<Vec<Seen>>>);
+
+/// One pool event: the connection it concerns and what happened.
+type Seen = (Option<u64>, EventKind);
+
+impl Events {
+    fn observer(&self) -> impl Fn(&Event<'_, HostKey>) + Send + Sync + 'static {
+        let events = self.0.clone();
+        move |e| events.lock().unwrap().push((e.conn, e.kind.clone()))
+    }
+    fn count(&self, f: impl Fn(&EventKind) -> bool) -> usize {
+        self.0.lock().unwrap().iter().filter(|(_, k)| f(k)).count()
+    }
+    fn evicted(&self, reason: EvictReason) -> usize {
+        self.count(|k| *k == EventKind::Evicted { reason })
+    }
+    fn returned(&self) -> usize {
+        self.count(|k| *k == EventKind::Returned)
+    }
+    fn closed(&self, reason: CloseReason) -> usize {
+        self.count(|k| *k == EventKind::Closed { reason })
+    }
+}
+
+fn client_with(events: &Events) -> Client {
+    Client::builder().observer(events.observer()).build()
+}
+
+#[tokio::test]
+async fn get_reuses_one_connection() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::new();
+    for i in 0..5 {
+        let resp = client.get(server.url("/")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.connection_reused(), i > 0);
+        assert_eq!(resp.text().await.unwrap(), "ok");
+    }
+    assert_eq!(server.accepted(), 1);
+    assert_eq!(server.requests(), 5);
+    let stats = client.stats();
+    assert_eq!(stats.counters.created, 1);
+}
+
+#[tokio::test]
+async fn the_connection_goes_back_at_the_end_of_the_body_while_the_response_is_held() {
+    let server = HttpServer::start_default().unwrap();
+    let events = Events::default();
+    let client = client_with(&events);
+    let mut resp = client
+        .get(server.url("/bytes/100000"))
+        .send()
+        .await
+        .unwrap();
+    let mut total = 0;
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        total += chunk.len();
+    }
+    assert_eq!(total, 100_000);
+    // Still holding `resp`: the connection is already idle in the pool.
+    assert_eq!(events.returned(), 1);
+    let again = client.get(server.url("/")).send().await.unwrap();
+    assert!(again.connection_reused());
+    drop(resp);
+}
+
+#[tokio::test]
+async fn chunked_bodies_and_trailers() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::new();
+    let mut resp = client
+        .get(server.url("/chunked/2500"))
+        .send()
+        .await
+        .unwrap();
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        body.extend_from_slice(&chunk);
+    }
+    assert_eq!(body, connpool_testkit::http::body_pattern(2500));
+    let trailers = resp.body_mut().trailers().expect("trailers");
+    assert_eq!(
+        trailers["x-checksum"].to_str().unwrap(),
+        connpool_testkit::http::checksum(&body).to_string()
+    );
+    let again = client.get(server.url("/")).send().await.unwrap();
+    assert!(
+        again.connection_reused(),
+        "chunked end is a message boundary"
+    );
+}
+
+#[tokio::test]
+async fn head_204_304_and_interim_responses_have_no_body_and_keep_the_connection() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::new();
+    let resp = client.head(server.url("/bytes/1000")).send().await.unwrap();
+    assert_eq!(resp.headers()["content-length"], "1000");
+    assert!(resp.bytes().await.unwrap().is_empty());
+    for code in [204, 304] {
+        let resp = client
+            .get(server.url(&format!("/status/{code}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), code);
+        assert!(resp.bytes().await.unwrap().is_empty());
+    }
+    let resp = client
+        .get(server.url("/interim"))
+        .trace(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let trace = resp.trace().unwrap();
+    assert!(trace.contains(|s| *s == TraceStep::Interim { status: 100 }));
+    assert!(trace.contains(|s| *s == TraceStep::Interim { status: 103 }));
+    assert_eq!(resp.text().await.unwrap(), "ok");
+    assert_eq!(server.accepted(), 1);
+}
+
+#[tokio::test]
+async fn close_delimited_bodies_are_read_to_the_close_and_not_reused() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::new();
+    let resp = client
+        .get(server.url("/close-delimited/5000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.bytes().await.unwrap().len(), 5000);
+    let again = client.get(server.url("/")).send().await.unwrap();
+    assert!(!again.connection_reused());
+}
+
+#[tokio::test]
+async fn request_bodies_fixed_and_streamed() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::new();
+    let big = vec![b'x'; 100_000];
+    let resp = client
+        .put(server.url("/echo"))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.bytes().await.unwrap().len(), 100_000);
+    let resp = client
+        .post(server.url("/echo"))
+        .body("small")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.text().await.unwrap(), "small");
+}
+
+#[tokio::test]
+async fn a_fin_on_an_idle_connection_is_never_seen_by_the_caller() {
+    let server = HttpServer::start_default().unwrap();
+    let events = Events::default();
+    let client = client_with(&events);
+    for round in 0..50 {
+        let resp = client.get(server.url("/")).send().await.unwrap();
+        assert_eq!(resp.text().await.unwrap(), "ok");
+        // The server closes the idle connection and tells us it did.
+        assert_eq!(server.close_idle(CloseMode::Fin).await, 1, "round {round}");
+    }
+    let resp = client.get(server.url("/")).send().await.unwrap();
+    assert!(!resp.connection_reused());
+    // Every close was found before reuse (peek) or retried; none surfaced.
+    let retried_or_evicted = events.evicted(EvictReason::ServerClosed);
+    assert_eq!(retried_or_evicted, 50);
+    assert_eq!(server.accepted(), 51);
+}
+
+#[tokio::test]
+async fn an_rst_on_an_idle_connection_is_never_seen_by_the_caller() {
+    let server = HttpServer::start_default().unwrap();
+    let events = Events::default();
+    let client = client_with(&events);
+    for round in 0..50 {
+        let resp = client.get(server.url("/")).send().await.unwrap();
+        assert_eq!(resp.text().await.unwrap(), "ok");
+        assert_eq!(server.close_idle(CloseMode::Rst).await, 1, "round {round}");
+    }
+    client.get(server.url("/")).send().await.unwrap();
+    assert_eq!(events.evicted(EvictReason::ServerReset), 50);
+}
+
+#[tokio::test]
+async fn an_unsolicited_408_makes_the_idle_connection_stale() {
+    let server = HttpServer::builder()
+        .idle_close(Duration::from_millis(100), CloseMode::Fin)
+        .idle_408(true)
+        .start()
+        .unwrap();
+    let mut server_events = server.events();
+    let events = Events::default();
+    let client = client_with(&events);
+    client
+        .get(server.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let (_, _, cause) = server_events.next_closed().await.unwrap();
+    assert_eq!(cause, HttpCloseCause::IdleTimeout);
+    let resp = client.get(server.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "the 408 is not taken for the answer");
+    assert!(!resp.connection_reused());
+    assert_eq!(events.evicted(EvictReason::UnexpectedData), 1);
+}
+
+#[tokio::test]
+async fn the_learned_idle_timeout_expires_connections_before_the_server_does() {
+    let server = HttpServer::builder()
+        .idle_close(Duration::from_millis(300), CloseMode::Fin)
+        .start()
+        .unwrap();
+    let mut server_events = server.events();
+    let client = Client::new();
+    client
+        .get(server.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    server_events.next_closed().await.unwrap();
+    // The checkout finds the FIN and dates it with TCP_INFO.
+    client
+        .get(server.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let learned = client
+        .learned_idle_timeout(server.url("/"))
+        .expect("learned from the FIN");
+    assert!(
+        learned >= Duration::from_millis(250) && learned <= Duration::from_millis(400),
+        "learned {learned:?} for a 300 ms server"
+    );
+}
+
+#[tokio::test]
+async fn keep_alive_hints_shorten_the_idle_deadline() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::new();
+    // timeout=1 is within the 1 s margin: do not reuse.
+    let resp = client
+        .get(server.url("/keep-alive-hint?timeout=1"))
+        .trace(true)
+        .send()
+        .await
+        .unwrap();
+    let trace_holder = resp.trace();
+    drop(trace_holder);
+    let mut resp = resp;
+    while resp.chunk().await.unwrap().is_some() {}
+    let trace = resp.trace().unwrap();
+    assert!(
+        trace.contains(|s| matches!(s, TraceStep::ConnClosed { .. })),
+        "{trace}"
+    );
+    // timeout=3: reused, with a deadline of 2 s.
+    let resp = client
+        .get(server.url("/keep-alive-hint?timeout=3"))
+        .trace(true)
+        .send()
+        .await
+        .unwrap();
+    let mut resp = resp;
+    while resp.chunk().await.unwrap().is_some() {}
+    let trace = resp.trace().unwrap();
+    assert!(
+        trace.contains(|s| *s
+            == TraceStep::ConnReturned {
+                idle_deadline: Some(Duration::from_secs(2))
+            }),
+        "{trace}"
+    );
+    // max=0: not reused.
+    let resp = client
+        .get(server.url("/keep-alive-hint?timeout=30&max=0"))
+        .send()
+        .await
+        .unwrap();
+    resp.bytes().await.unwrap();
+    let resp = client.get(server.url("/")).send().await.unwrap();
+    assert!(!resp.connection_reused());
+}
+
+#[tokio::test]
+async fn close_after_n_without_connection_close_never_surfaces() {
+    let server = HttpServer::builder()
+        .close_after(3, CloseMode::Fin)
+        .start()
+        .unwrap();
+    let client = Client::new();
+    for i in 0..30 {
+        let resp = client
+            .get(server.url("/"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(resp.text().await.unwrap(), "ok");
+    }
+    assert_eq!(server.requests(), 30);
+}
+
+#[tokio::test]
+async fn max_requests_with_connection_close_is_honoured() {
+    let server = HttpServer::builder().max_requests(2).start().unwrap();
+    let events = Events::default();
+    let client = client_with(&events);
+    for _ in 0..6 {
+        client
+            .get(server.url("/"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+    }
+    assert_eq!(server.accepted(), 3);
+    assert_eq!(events.closed(CloseReason::Discarded), 3);
+}
+
+#[tokio::test]
+async fn max_requests_per_conn_sends_connection_close_on_the_last() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::builder().max_requests_per_conn(Some(3)).build();
+    for _ in 0..9 {
+        client
+            .get(server.url("/"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+    }
+    assert_eq!(server.accepted(), 3);
+}
+
+#[tokio::test]
+async fn keep_alive_off_uses_a_connection_per_request() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::builder().keep_alive(false).build();
+    for _ in 0..3 {
+        client
+            .get(server.url("/"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+    }
+    assert_eq!(server.accepted(), 3);
+}
+
+#[tokio::test]
+async fn a_body_closed_midway_is_an_incomplete_response() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::new();
+    let resp = client
+        .get(server.url("/close-mid-body"))
+        .send()
+        .await
+        .unwrap();
+    let err = resp.bytes().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::IncompleteResponse, "{err}");
+    let resp = client
+        .get(server.url("/truncated-chunked"))
+        .send()
+        .await
+        .unwrap();
+    let err = resp.bytes().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::IncompleteResponse, "{err}");
+    // The client still works, on new connections.
+    let resp = client.get(server.url("/")).send().await.unwrap();
+    assert!(!resp.connection_reused());
+}
+
+#[tokio::test]
+async fn malformed_responses_get_clear_errors() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::new();
+    for (path, kind) in [
+        ("/garbage", ErrorKind::MalformedResponse),
+        ("/garbage-status", ErrorKind::MalformedResponse),
+        ("/conflicting-length", ErrorKind::MalformedResponse),
+        ("/duplicate-length", ErrorKind::MalformedResponse),
+        ("/oversize-headers?count=150", ErrorKind::TooManyHeaders),
+    ] {
+        let err = client.get(server.url(path)).send().await.unwrap_err();
+        assert_eq!(err.kind(), kind, "{path}: {err}");
+        assert!(err.may_have_been_processed(), "{path}");
+        assert_eq!(err.attempts(), Some(1));
+    }
+    assert_eq!(
+        client.stats().total.idle,
+        0,
+        "no broken connection was pooled"
+    );
+    // 100-byte fields: the size limit needs a field limit above it.
+    let client = Client::builder().max_response_headers(5000).build();
+    let err = client
+        .get(server.url("/oversize-headers?bytes=100000"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::HeadersTooLarge, "{err}");
+}
+
+#[tokio::test]
+async fn slow_headers_hit_the_response_header_timeout() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::builder()
+        .response_header_timeout(Some(Duration::from_millis(100)))
+        .build();
+    let err = client
+        .get(server.url("/slow-headers?ms=5000"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ResponseHeaderTimeout, "{err}");
+    assert!(err.is_timeout());
+    assert!(err.may_have_been_processed());
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_hits_the_request_timeout() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::builder()
+        .response_header_timeout(None)
+        .timeout(Some(Duration::from_millis(150)))
+        .build();
+    let err = client.get(server.url("/never")).send().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::RequestTimeout, "{err}");
+    assert!(err.may_have_been_processed());
+    assert_eq!(client.stats().total.checked_out, 0);
+}
+
+#[tokio::test]
+async fn unreachable_hosts_and_bad_urls_say_nothing_was_sent() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let client = Client::new();
+    let err = client
+        .get(format!("http://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectRefused, "{err}");
+    assert!(!err.may_have_been_processed());
+    for url in ["not a url", "ftp://127.0.0.1/", "/relative"] {
+        let err = client.get(url).send().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidUrl, "{url}: {err}");
+        assert!(!err.may_have_been_processed());
+    }
+}
+
+#[tokio::test]
+async fn header_injection_is_refused_before_anything_is_sent() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::new();
+    let err = client
+        .get(server.url("/"))
+        .header("x-evil", "a\r\nx-injected: 1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
+    assert!(!err.may_have_been_processed());
+    assert_eq!(server.accepted(), 0);
+}
+
+#[tokio::test]
+async fn a_dropped_body_is_drained_and_the_connection_reused() {
+    let server = HttpServer::start_default().unwrap();
+    let events = Events::default();
+    let client = client_with(&events);
+    let resp = client.get(server.url("/bytes/30000")).send().await.unwrap();
+    drop(resp);
+    // The drain runs on a task; wait for its verdict through the events.
+    for _ in 0..200 {
+        if events.returned() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(events.returned(), 1);
+    let resp = client.get(server.url("/")).send().await.unwrap();
+    assert!(resp.connection_reused());
+}
+
+#[tokio::test]
+async fn a_dropped_body_too_large_to_drain_is_closed() {
+    let server = HttpServer::start_default().unwrap();
+    let events = Events::default();
+    let client = Client::builder()
+        .observer(events.observer())
+        .drain_max_bytes(1000)
+        .build();
+    let resp = client
+        .get(server.url("/bytes/100000"))
+        .send()
+        .await
+        .unwrap();
+    drop(resp);
+    assert_eq!(events.closed(CloseReason::Discarded), 1);
+    assert_eq!(client.stats().total.checked_out, 0);
+    let resp = client.get(server.url("/")).send().await.unwrap();
+    assert!(!resp.connection_reused());
+}
+
+#[tokio::test]
+async fn the_per_host_cap_queues_and_the_wait_deadline_is_kept() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::builder()
+        .max_conns_per_host(1)
+        .pool_wait_timeout(Duration::from_millis(100))
+        .response_header_timeout(Some(Duration::from_secs(5)))
+        .build();
+    let held = client.get(server.url("/bytes/10")).send().await.unwrap();
+    let err = client.get(server.url("/")).send().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PoolWaitTimeout, "{err}");
+    assert!(!err.may_have_been_processed());
+    held.bytes().await.unwrap();
+    client.get(server.url("/")).send().await.unwrap();
+    assert_eq!(server.accepted(), 1);
+}
+
+#[tokio::test]
+async fn a_trace_tells_the_whole_story() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::builder().trace_requests(true).build();
+    let resp = client.get(server.url("/")).send().await.unwrap();
+    resp.bytes().await.unwrap();
+    let resp = client.get(server.url("/")).send().await.unwrap();
+    let mut resp = resp;
+    while resp.chunk().await.unwrap().is_some() {}
+    let trace = resp.trace().unwrap();
+    let steps: Vec<&TraceStep> = trace.steps().iter().map(|(_, s)| s).collect();
+    assert!(matches!(steps[0], TraceStep::GetConn));
+    assert!(matches!(steps[1], TraceStep::GotConn { reused: true, .. }));
+    assert!(matches!(steps[2], TraceStep::WroteRequest { .. }));
+    assert!(matches!(steps[3], TraceStep::FirstResponseByte));
+    assert!(matches!(steps[4], TraceStep::GotHeaders { status: 200 }));
+    assert!(matches!(steps[5], TraceStep::ConnReturned { .. }));
+    let text = trace.to_string();
+    assert!(text.contains("reused"), "{text}");
+}
+
+/// Warms one connection so the next request goes out on a reused one.
+async fn warm(client: &Client, server: &HttpServer) {
+    let resp = client.get(server.url("/")).send().await.unwrap();
+    resp.bytes().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_replayable_request_that_hits_the_race_is_retried_once_on_a_new_connection() {
+    for mode in ["fin", "rst"] {
+        let server = HttpServer::start_default().unwrap();
+        let client = Client::builder().trace_requests(true).build();
+        for (i, method) in ["GET", "PUT", "DELETE", "HEAD", "OPTIONS"]
+            .iter()
+            .enumerate()
+        {
+            warm(&client, &server).await;
+            let id = format!("{method}-{mode}");
+            let resp = client
+                .request_builder(
+                    method.parse().unwrap(),
+                    server.url(&format!("/vanish-once/{i}?mode={mode}")),
+                )
+                .header("x-request-id", id.as_str())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{method} {mode}: {e}"));
+            assert_eq!(resp.status(), 200);
+            assert!(!resp.connection_reused(), "the retry used a new connection");
+            let trace = resp.trace().unwrap();
+            assert!(
+                trace.contains(|s| matches!(s, TraceStep::Retry { .. })),
+                "{trace}"
+            );
+            resp.bytes().await.unwrap();
+            assert_eq!(server.processed(method, &id), 1, "{method} {mode}");
+        }
+        assert_eq!(server.vanished(), 5);
+        assert!(server.duplicates().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_post_that_hits_the_race_is_not_sent_twice_and_says_so() {
+    for (mode, kind) in [
+        ("fin", ErrorKind::UnexpectedEof),
+        ("rst", ErrorKind::ConnectionReset),
+    ] {
+        let server = HttpServer::start_default().unwrap();
+        let client = Client::new();
+        warm(&client, &server).await;
+        let err = client
+            .post(server.url(&format!("/vanish-once/p?mode={mode}")))
+            .header("x-request-id", "order-1")
+            .body("pay 10")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), kind, "{err}");
+        assert!(err.is_stale());
+        assert!(err.may_have_been_processed(), "bytes were written");
+        assert_eq!(err.connection_reused(), Some(true));
+        assert_eq!(err.attempts(), Some(1), "not retried");
+        assert_eq!(server.vanished(), 1);
+        assert_eq!(server.processed("POST", "order-1"), 0);
+        // One arrival only: accepted connections = the warm one.
+        assert_eq!(server.accepted(), 1);
+    }
+}
+
+#[tokio::test]
+async fn an_idempotency_key_makes_a_post_replayable() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::new();
+    warm(&client, &server).await;
+    let resp = client
+        .post(server.url("/vanish-once/k"))
+        .header("idempotency-key", "k-1")
+        .header("x-request-id", "k-1")
+        .body("pay 10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(server.processed("POST", "k-1"), 1);
+}
+
+#[tokio::test]
+async fn the_replay_policy_is_configurable() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::builder()
+        .replay(connpool::http::ReplayPolicy::safe_methods_only())
+        .build();
+    warm(&client, &server).await;
+    let err = client
+        .put(server.url("/vanish-once/put"))
+        .body("x")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_stale(), "{err}");
+    let client = Client::builder()
+        .replay(connpool::http::ReplayPolicy::never())
+        .build();
+    warm(&client, &server).await;
+    let err = client
+        .get(server.url("/vanish-once/get"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_stale(), "{err}");
+    assert_eq!(err.attempts(), Some(1));
+}
+
+#[tokio::test]
+async fn a_streamed_body_is_never_sent_twice() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::new();
+    warm(&client, &server).await;
+    let body =
+        connpool::http::Body::from_stream(OneChunk(Some(bytes::Bytes::from_static(b"streamed"))));
+    let err = client
+        .put(server.url("/vanish-once/s"))
+        .body(body)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_stale(), "{err}");
+    assert_eq!(err.attempts(), Some(1));
+    // A streamed body on a fresh connection goes out chunked.
+    let body =
+        connpool::http::Body::from_stream(OneChunk(Some(bytes::Bytes::from_static(b"streamed"))));
+    let resp = client
+        .post(server.url("/echo"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.text().await.unwrap(), "streamed");
+}
+
+/// A one-chunk streamed body of unknown length.
+struct OneChunk(Option<bytes::Bytes>);
+
+impl http_body::Body for OneChunk {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        std::task::Poll::Ready(self.0.take().map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+#[tokio::test]
+async fn a_failure_on_a_fresh_connection_is_not_retried() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::new();
+    // First request on a fresh connection: /close-mid-body fails after
+    // response bytes; /never on a fresh connection with a short timeout.
+    let client_short = Client::builder()
+        .response_header_timeout(Some(Duration::from_millis(50)))
+        .build();
+    let err = client_short
+        .get(server.url("/never"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ResponseHeaderTimeout);
+    assert_eq!(err.connection_reused(), Some(false));
+    assert_eq!(err.attempts(), Some(1));
+    let resp = client
+        .get(server.url("/close-mid-body"))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.bytes().await.is_err());
+}
