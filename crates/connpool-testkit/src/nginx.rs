@@ -204,7 +204,13 @@ impl NginxBuilder {
         let _ = writeln!(conf, "error_log {} info;", path("error.log"));
         let _ = writeln!(conf, "events {{ worker_connections 256; }}");
         let _ = writeln!(conf, "http {{");
-        let _ = writeln!(conf, "    access_log off;");
+        // One line per request that nginx answered: its method and its
+        // `x-request-id`, so tests can count what was processed.
+        let _ = writeln!(
+            conf,
+            "    log_format ids '$request_method $http_x_request_id';"
+        );
+        let _ = writeln!(conf, "    access_log {} ids;", path("requests.log"));
         let _ = writeln!(conf, "    default_type application/octet-stream;");
         for (directive, name) in [
             ("client_body_temp_path", "client_body_temp"),
@@ -342,6 +348,20 @@ impl Nginx {
     /// above), plus anything it printed on stderr.
     pub fn error_log(&self) -> String {
         read_logs(&self.dir)
+    }
+
+    /// The requests nginx answered so far, in order, as (method,
+    /// `x-request-id`) pairs (`-` when the request had no id), read from
+    /// its access log.
+    pub fn answered_requests(&self) -> Vec<(String, String)> {
+        fs::read_to_string(self.dir.join("requests.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let (method, id) = line.split_once(' ')?;
+                Some((method.to_string(), id.to_string()))
+            })
+            .collect()
     }
 
     /// The private directory holding nginx's configuration, logs and files.

@@ -1,0 +1,126 @@
+//! Sequential requests with gaps that straddle a server's idle timeout:
+//! the workload behind the interop and soak tests.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use connpool::Error;
+use connpool::http::Client;
+
+/// What one stream of requests saw.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub ok: u64,
+    /// Failures of GET and PUT: must stay zero.
+    pub replayable_errors: Vec<String>,
+    /// POSTs that failed, all with `may_have_been_processed()`.
+    pub post_errors: u64,
+    /// POST failures claiming nothing was sent (must match the server).
+    pub post_errors_unsent: u64,
+    pub reused: u64,
+    pub retried: u64,
+    /// (method, id) of every request sent.
+    pub sent: Vec<(String, String)>,
+}
+
+impl Tally {
+    pub fn merge(&mut self, other: Tally) {
+        self.ok += other.ok;
+        self.replayable_errors.extend(other.replayable_errors);
+        self.post_errors += other.post_errors;
+        self.post_errors_unsent += other.post_errors_unsent;
+        self.reused += other.reused;
+        self.retried += other.retried;
+        self.sent.extend(other.sent);
+    }
+}
+
+/// A tiny seeded generator: gaps must differ between runs of a stream but
+/// be reproducible from the seed printed on failure.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// Uniform in `[lo, hi]`.
+    pub fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
+        let span = (hi - lo).as_micros() as u64 + 1;
+        lo + Duration::from_micros(self.next() % span)
+    }
+}
+
+/// Sends `n` requests one after another (GET, PUT, POST in turn) to
+/// `base` + `path`, sleeping a gap drawn from `[lo, hi]` before each.
+pub async fn stream(
+    client: &Client,
+    url: &str,
+    n: usize,
+    lo: Duration,
+    hi: Duration,
+    stream_id: &str,
+    seed: u64,
+) -> Tally {
+    let mut rng = Rng::new(seed);
+    let mut tally = Tally::default();
+    for i in 0..n {
+        tokio::time::sleep(rng.between(lo, hi)).await;
+        let method = ["GET", "PUT", "POST"][i % 3];
+        let id = format!("s{stream_id}-r{i}");
+        tally.sent.push((method.to_string(), id.clone()));
+        let mut builder = client
+            .request_builder(method.parse().unwrap(), url)
+            .header("x-request-id", id.as_str());
+        if method != "GET" {
+            builder = builder.body(format!("body of {id}"));
+        }
+        let result = match builder.send().await {
+            Ok(resp) => {
+                if resp.connection_reused() {
+                    tally.reused += 1;
+                }
+                if resp.trace().is_some_and(|t| {
+                    t.contains(|s| matches!(s, connpool::http::TraceStep::Retry { .. }))
+                }) {
+                    tally.retried += 1;
+                }
+                resp.bytes().await.map(|_| ())
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => tally.ok += 1,
+            Err(e) if method == "POST" => record_post_error(&mut tally, &e),
+            Err(e) => tally
+                .replayable_errors
+                .push(format!("{method} {id} (seed {seed}): {e}")),
+        }
+    }
+    tally
+}
+
+fn record_post_error(tally: &mut Tally, e: &Error) {
+    tally.post_errors += 1;
+    if !e.may_have_been_processed() {
+        tally.post_errors_unsent += 1;
+    }
+}
+
+/// Requests answered more than once, from a server's (method, id) list.
+pub fn duplicates(answered: &[(String, String)]) -> Vec<(String, String, usize)> {
+    let mut counts: HashMap<&(String, String), usize> = HashMap::new();
+    for pair in answered {
+        *counts.entry(pair).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|((m, id), n)| (m.clone(), id.clone(), n))
+        .collect()
+}
