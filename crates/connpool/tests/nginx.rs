@@ -19,8 +19,7 @@ async fn run_streams(
     url: &str,
     streams: usize,
     n: usize,
-    lo: Duration,
-    hi: Duration,
+    gaps: std::ops::RangeInclusive<Duration>,
     seed: u64,
 ) -> (straddle::Tally, Vec<Client>) {
     let mut tasks = Vec::new();
@@ -29,6 +28,7 @@ async fn run_streams(
         let client = make_client();
         clients.push(client.clone());
         let url = url.to_string();
+        let (lo, hi) = (*gaps.start(), *gaps.end());
         tasks.push(tokio::spawn(async move {
             straddle::stream(
                 &client,
@@ -103,8 +103,8 @@ async fn gaps_straddling_a_one_second_keepalive_timeout() {
     let lo = Duration::from_millis(900);
     let hi = Duration::from_millis(1100);
     let ((a, _), (b, learners)) = tokio::join!(
-        run_streams("a", naive, &url, 4, 10, lo, hi, 1),
-        run_streams("b", learning, &url, 4, 10, lo, hi, 100),
+        run_streams("a", naive, &url, 4, 10, lo..=hi, 1),
+        run_streams("b", learning, &url, 4, 10, lo..=hi, 100),
     );
     check(&nginx, &a, "peek and retry");
     check(&nginx, &b, "learning");
@@ -143,8 +143,7 @@ async fn a_bounded_soak_against_nginx_with_a_short_keepalive_timeout() {
         &url,
         8,
         n,
-        Duration::from_millis(80),
-        Duration::from_millis(120),
+        Duration::from_millis(80)..=Duration::from_millis(120),
         7,
     )
     .await;
