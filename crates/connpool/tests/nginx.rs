@@ -5,6 +5,7 @@
 
 mod straddle;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use connpool::http::Client;
@@ -57,7 +58,7 @@ fn check(nginx: &Nginx, tally: &straddle::Tally, label: &str) {
         tally.replayable_errors
     );
     let answered = nginx.answered_requests();
-    let dups = straddle::duplicates(&answered);
+    let dups = duplicates(&answered);
     let post_dups: Vec<_> = dups.iter().filter(|(m, _, _)| m == "POST").collect();
     assert!(
         post_dups.is_empty(),
@@ -156,4 +157,17 @@ fn soak_requests() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(800)
+}
+
+/// Requests answered more than once, from a server's (method, id) list.
+pub fn duplicates(answered: &[(String, String)]) -> Vec<(String, String, usize)> {
+    let mut counts: HashMap<&(String, String), usize> = HashMap::new();
+    for pair in answered {
+        *counts.entry(pair).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|((m, id), n)| (m.clone(), id.clone(), n))
+        .collect()
 }

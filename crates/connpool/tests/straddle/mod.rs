@@ -1,7 +1,6 @@
 //! Sequential requests with gaps that straddle a server's idle timeout:
 //! the workload behind the interop and soak tests.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use connpool::Error;
@@ -110,17 +109,4 @@ fn record_post_error(tally: &mut Tally, e: &Error) {
     if !e.may_have_been_processed() {
         tally.post_errors_unsent += 1;
     }
-}
-
-/// Requests answered more than once, from a server's (method, id) list.
-pub fn duplicates(answered: &[(String, String)]) -> Vec<(String, String, usize)> {
-    let mut counts: HashMap<&(String, String), usize> = HashMap::new();
-    for pair in answered {
-        *counts.entry(pair).or_default() += 1;
-    }
-    counts
-        .into_iter()
-        .filter(|(_, n)| *n > 1)
-        .map(|((m, id), n)| (m.clone(), id.clone(), n))
-        .collect()
 }
