@@ -395,6 +395,23 @@ impl fmt::Display for Error {
         if let Some(source) = &inner.source {
             write!(f, ": {source}")?;
         }
+        if let Some(fate) = &inner.fate {
+            let conn = if fate.connection_reused {
+                "a reused connection"
+            } else {
+                "a new connection"
+            };
+            let processed = if fate.may_have_been_processed {
+                "the request may have been processed"
+            } else {
+                "the request was not sent"
+            };
+            if fate.attempts == 0 {
+                write!(f, " ({processed})")?;
+            } else {
+                write!(f, " (attempt {} on {conn}; {processed})", fate.attempts)?;
+            }
+        }
         Ok(())
     }
 }

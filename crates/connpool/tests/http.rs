@@ -756,3 +756,98 @@ async fn a_failure_on_a_fresh_connection_is_not_retried() {
         .unwrap();
     assert!(resp.bytes().await.is_err());
 }
+
+#[tokio::test]
+async fn a_request_saying_connection_close_is_not_reused() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::new();
+    let resp = client
+        .get(server.url("/"))
+        .header("connection", "close")
+        .send()
+        .await
+        .unwrap();
+    resp.bytes().await.unwrap();
+    let resp = client.get(server.url("/")).send().await.unwrap();
+    assert!(!resp.connection_reused());
+    assert_eq!(server.accepted(), 2);
+}
+
+#[tokio::test]
+async fn http_request_values_and_json() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::new();
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(server.url("/echo"))
+        .header("content-type", "application/json")
+        .body(r#"{"n": 7, "name": "seven"}"#)
+        .unwrap();
+    let resp = client.request(request).await.unwrap();
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        n: u32,
+        name: String,
+    }
+    let answer: Answer = resp.json().await.unwrap();
+    assert_eq!((answer.n, answer.name.as_str()), (7, "seven"));
+    let resp = client
+        .post(server.url("/echo"))
+        .json(&[1, 2, 3])
+        .send()
+        .await
+        .unwrap();
+    let err = resp.json::<String>().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode);
+}
+
+#[tokio::test]
+async fn connections_past_their_lifetime_are_not_reused() {
+    let server = HttpServer::start_default().unwrap();
+    let events = Events::default();
+    let client = Client::builder()
+        .observer(events.observer())
+        .max_lifetime(Some(Duration::from_millis(60)))
+        .max_lifetime_jitter(0.5)
+        .build();
+    warm(&client, &server).await;
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let resp = client.get(server.url("/")).send().await.unwrap();
+    assert!(!resp.connection_reused());
+    assert_eq!(events.evicted(EvictReason::MaxLifetime), 1);
+}
+
+#[tokio::test]
+async fn a_connect_nobody_answers_hits_the_connect_timeout() {
+    // A listener that never accepts, with its queue full: the kernel
+    // drops further SYNs, so a connect neither succeeds nor fails.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&addr.into());
+        fillers.push(s);
+    }
+    let client = Client::builder()
+        .connect_timeout(Duration::from_millis(200))
+        .build();
+    let err = client
+        .get(format!("http://{addr}/"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectTimeout, "{err}");
+    assert!(err.is_timeout() && err.is_connect());
+    assert!(!err.may_have_been_processed());
+}

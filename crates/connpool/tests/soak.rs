@@ -17,7 +17,13 @@ use connpool_testkit::http::{HttpServer, HttpServerBuilder};
 const IDLE: Duration = Duration::from_millis(40);
 const STREAMS: usize = 4;
 
-async fn soak(label: &'static str, builder: HttpServerBuilder, n: usize, learn: bool) -> String {
+async fn soak(
+    label: &'static str,
+    builder: HttpServerBuilder,
+    n: usize,
+    gaps: (Duration, Duration),
+    learn: bool,
+) -> String {
     let server = builder.start().unwrap();
     let url = server.url("/echo");
     let mut tasks = Vec::new();
@@ -32,8 +38,8 @@ async fn soak(label: &'static str, builder: HttpServerBuilder, n: usize, learn: 
                 &client,
                 &url,
                 n,
-                IDLE - Duration::from_millis(10),
-                IDLE + Duration::from_millis(10),
+                gaps.0,
+                gaps.1,
                 &format!("{label}{s}"),
                 s as u64 * 7919 + label.len() as u64,
             )
@@ -82,21 +88,34 @@ async fn straddling_gaps_against_every_fault_server() {
         .unwrap_or(3000);
     let n = (total / 6 / STREAMS).max(3);
     let b = HttpServer::builder;
+    let straddle = (
+        IDLE - Duration::from_millis(10),
+        IDLE + Duration::from_millis(10),
+    );
+    // Learning ignores closes within 100 ms of a response (request
+    // limits, not idle timeouts): a longer timeout, fewer requests, and
+    // gaps from well under the learned deadline to past the timeout.
+    let slow = Duration::from_millis(150);
+    let learning_gaps = (Duration::from_millis(60), Duration::from_millis(160));
+    let fin = CloseMode::Fin;
+    let rst = CloseMode::Rst;
     let reports = tokio::join!(
-        soak("idle-fin", b().idle_close(IDLE, CloseMode::Fin), n, false),
-        soak("idle-rst", b().idle_close(IDLE, CloseMode::Rst), n, false),
+        soak("idle-fin", b().idle_close(IDLE, fin), n, straddle, false),
+        soak("idle-rst", b().idle_close(IDLE, rst), n, straddle, false),
         soak(
             "idle-408",
-            b().idle_close(IDLE, CloseMode::Fin).idle_408(true),
+            b().idle_close(IDLE, fin).idle_408(true),
             n,
+            straddle,
             false
         ),
-        soak("after-3-fin", b().close_after(3, CloseMode::Fin), n, false),
-        soak("after-3-rst", b().close_after(3, CloseMode::Rst), n, false),
+        soak("after-3-fin", b().close_after(3, fin), n, straddle, false),
+        soak("after-3-rst", b().close_after(3, rst), n, straddle, false),
         soak(
             "idle-learning",
-            b().idle_close(IDLE, CloseMode::Fin),
-            n,
+            b().idle_close(slow, fin),
+            n / 3 + 3,
+            learning_gaps,
             true
         ),
     );

@@ -514,13 +514,13 @@ impl Client {
 
     /// The retry rule; see the module docs and [`ReplayPolicy`].
     fn should_retry(&self, req: &Prepared, err: &Error, progress: &Progress) -> bool {
-        self.inner.config.replay.retry
-            && progress.reused
-            && progress.attempts == 1
-            && !progress.response_started
-            && err.is_stale()
-            && (req.body.is_replayable() || !progress.body_started)
-            && (req.replayable || progress.written == 0)
+        may_retry(
+            self.inner.config.replay.retry,
+            req.replayable,
+            req.body.is_replayable(),
+            err,
+            progress,
+        )
     }
 
     /// One attempt on one connection: write the request, read the head.
@@ -625,6 +625,27 @@ impl Client {
             }
         }
     }
+}
+
+/// Whether a failed attempt may be made again on a new connection: only
+/// the stale-connection race qualifies (a reused connection, the first
+/// attempt, no response byte, EOF/reset/broken pipe), and only for a
+/// request that is replayable or provably unsent, with a body that can be
+/// sent again.
+fn may_retry(
+    enabled: bool,
+    replayable: bool,
+    body_replayable: bool,
+    err: &Error,
+    progress: &Progress,
+) -> bool {
+    enabled
+        && progress.reused
+        && progress.attempts == 1
+        && !progress.response_started
+        && err.is_stale()
+        && (body_replayable || !progress.body_started)
+        && (replayable || progress.written == 0)
 }
 
 /// A request's own error type inside an [`Error`]'s source chain.
@@ -962,5 +983,81 @@ impl RequestBuilder {
     pub async fn send(self) -> Result<Response, Error> {
         let parts = self.parts?;
         self.client.send(parts).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reused_first_attempt() -> Progress {
+        Progress {
+            attempts: 1,
+            reused: true,
+            ..Progress::default()
+        }
+    }
+
+    fn eof() -> Error {
+        Error::new(ErrorKind::UnexpectedEof, "closed")
+    }
+
+    #[test]
+    fn a_post_is_retried_only_when_provably_nothing_was_written() {
+        let mut progress = reused_first_attempt();
+        assert!(may_retry(true, false, true, &eof(), &progress));
+        progress.written = 1;
+        progress.ever_written = true;
+        assert!(!may_retry(true, false, true, &eof(), &progress));
+        assert!(may_retry(true, true, true, &eof(), &progress), "a GET is");
+    }
+
+    #[test]
+    fn only_the_stale_race_on_a_reused_connection_is_retried() {
+        let progress = reused_first_attempt();
+        let timeout = Error::new(ErrorKind::ResponseHeaderTimeout, "slow");
+        assert!(!may_retry(true, true, true, &timeout, &progress));
+        let fresh = Progress {
+            reused: false,
+            ..reused_first_attempt()
+        };
+        assert!(!may_retry(true, true, true, &eof(), &fresh));
+        let second = Progress {
+            attempts: 2,
+            ..reused_first_attempt()
+        };
+        assert!(!may_retry(true, true, true, &eof(), &second));
+        let answered = Progress {
+            response_started: true,
+            ..reused_first_attempt()
+        };
+        assert!(!may_retry(true, true, true, &eof(), &answered));
+        assert!(
+            !may_retry(false, true, true, &eof(), &progress),
+            "policy off"
+        );
+    }
+
+    #[test]
+    fn a_streamed_body_is_replayed_only_if_untouched() {
+        let mut progress = reused_first_attempt();
+        assert!(may_retry(true, true, false, &eof(), &progress));
+        progress.body_started = true;
+        assert!(!may_retry(true, true, false, &eof(), &progress));
+    }
+
+    #[test]
+    fn the_error_says_what_happened_to_the_request() {
+        let progress = Progress {
+            ever_written: true,
+            ..reused_first_attempt()
+        };
+        let err = eof().with_fate(progress.fate());
+        assert!(err.may_have_been_processed());
+        assert!(
+            err.to_string()
+                .contains("attempt 1 on a reused connection; the request may have been processed"),
+            "{err}"
+        );
     }
 }
