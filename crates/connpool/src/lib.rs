@@ -34,7 +34,7 @@
 mod error;
 pub mod events;
 pub mod http;
-mod pool;
+pub mod pool;
 mod sys;
 pub mod tcp;
 

@@ -38,6 +38,20 @@ use crate::{Error, ErrorKind};
 
 /// A response: status and headers, and a body still on the connection.
 ///
+/// The body holds the connection until its end:
+///
+/// * The moment the body's last byte is read (by the caller, or by
+///   [`Response::bytes`] and friends) the connection goes back to the
+///   pool, even while the caller still holds the `Response`.
+/// * A body dropped before its end is drained in the background if at most
+///   [`drain_max_bytes`](super::ClientConfig::drain_max_bytes) remain and it
+///   ends within [`drain_timeout`](super::ClientConfig::drain_timeout);
+///   then the connection goes back. Otherwise it is closed.
+/// * Any error while reading closes the connection, and so do
+///   `Connection: close` from either side, `Keep-Alive: max=0`, a hint no
+///   larger than the margin, a close-delimited body and bytes past the
+///   response's end.
+///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), connpool::Error> {
@@ -72,7 +86,7 @@ impl std::fmt::Debug for Tracer {
 /// The body of a [`Response`], as an [`http_body::Body`] of [`Bytes`].
 ///
 /// Reading it to its end returns the connection to the pool; dropping it
-/// early drains or closes the connection (see the [module docs](self)).
+/// early drains or closes the connection (see [`Response`]).
 pub struct ResponseBody {
     reader: Option<Box<Reader>>,
     /// Trailers of a chunked body, kept by [`ResponseBody::chunk`] (as an

@@ -27,7 +27,7 @@
 //! * **Expiry without a task per connection.** One reaper task per pool
 //!   evicts expired idle connections and reports suspected leaks; it holds
 //!   only a weak reference and ends when the pool is dropped.
-//! * **Observability.** Every step is an [`Event`](crate::Event) and a
+//! * **Observability.** Every step is an [`Event`] and a
 //!   `tracing` event; [`Pool::stats`] gives counts per key and counters.
 //!
 //! ```
@@ -129,7 +129,7 @@ pub trait Manager<K>: Send + Sync + 'static {
     }
 }
 
-/// A keyed connection pool; see the [module docs](self). Cloning is cheap
+/// A keyed connection pool; see the [module docs](crate::pool). Cloning is cheap
 /// and clones share the pool.
 pub struct Pool<K: Key, M: Manager<K>> {
     shared: Arc<Shared<K, M>>,
