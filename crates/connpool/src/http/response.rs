@@ -73,16 +73,6 @@ pub struct Response {
     tracer: Tracer,
 }
 
-impl std::fmt::Debug for Tracer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.is_on() {
-            "Tracer(on)"
-        } else {
-            "Tracer(off)"
-        })
-    }
-}
-
 /// The body of a [`Response`], as an [`http_body::Body`] of [`Bytes`].
 ///
 /// Reading it to its end returns the connection to the pool; dropping it

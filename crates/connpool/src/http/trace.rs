@@ -197,3 +197,13 @@ impl Tracer {
             .map(|s| s.1.lock().unwrap_or_else(|e| e.into_inner()).clone())
     }
 }
+
+impl fmt::Debug for Tracer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_on() {
+            "Tracer(on)"
+        } else {
+            "Tracer(off)"
+        })
+    }
+}
