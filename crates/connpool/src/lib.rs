@@ -31,6 +31,19 @@
 //! ```
 #![deny(missing_docs)]
 
+/// Builder setters, one per field of the builder's `config` struct: the
+/// settings are documented once, on the config struct, and the builders
+/// of the pool and the HTTP client stay a list of names.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.config.$name = value;
+            self
+        }
+    )*};
+}
+
 mod error;
 pub mod events;
 pub mod http;

@@ -212,14 +212,7 @@ async fn an_unsolicited_408_makes_the_idle_connection_stale() {
     let mut server_events = server.events();
     let events = Events::default();
     let client = client_with(&events);
-    client
-        .get(server.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    warm(&client, &server).await;
     let (_, _, cause) = server_events.next_closed().await.unwrap();
     assert_eq!(cause, HttpCloseCause::IdleTimeout);
     let resp = client.get(server.url("/")).send().await.unwrap();
@@ -236,24 +229,10 @@ async fn the_learned_idle_timeout_expires_connections_before_the_server_does() {
         .unwrap();
     let mut server_events = server.events();
     let client = Client::new();
-    client
-        .get(server.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    warm(&client, &server).await;
     server_events.next_closed().await.unwrap();
     // The checkout finds the FIN and dates it with TCP_INFO.
-    client
-        .get(server.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    warm(&client, &server).await;
     let learned = client
         .learned_idle_timeout(server.url("/"))
         .expect("learned from the FIN");
@@ -335,14 +314,7 @@ async fn max_requests_with_connection_close_is_honoured() {
     let events = Events::default();
     let client = client_with(&events);
     for _ in 0..6 {
-        client
-            .get(server.url("/"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        warm(&client, &server).await;
     }
     assert_eq!(server.accepted(), 3);
     assert_eq!(events.closed(CloseReason::Discarded), 3);
@@ -353,14 +325,7 @@ async fn max_requests_per_conn_sends_connection_close_on_the_last() {
     let server = HttpServer::start_default().unwrap();
     let client = Client::builder().max_requests_per_conn(Some(3)).build();
     for _ in 0..9 {
-        client
-            .get(server.url("/"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        warm(&client, &server).await;
     }
     assert_eq!(server.accepted(), 3);
 }
@@ -370,14 +335,7 @@ async fn keep_alive_off_uses_a_connection_per_request() {
     let server = HttpServer::start_default().unwrap();
     let client = Client::builder().keep_alive(false).build();
     for _ in 0..3 {
-        client
-            .get(server.url("/"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        warm(&client, &server).await;
     }
     assert_eq!(server.accepted(), 3);
 }

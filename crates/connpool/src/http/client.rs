@@ -108,16 +108,6 @@ pub struct ClientBuilder {
     observer: Option<Arc<dyn Observer<HostKey>>>,
 }
 
-macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {$(
-        $(#[$doc])*
-        pub fn $name(mut self, value: $ty) -> Self {
-            self.config.$name = value;
-            self
-        }
-    )*};
-}
-
 impl ClientBuilder {
     /// Replaces all settings at once.
     pub fn config(mut self, config: ClientConfig) -> Self {

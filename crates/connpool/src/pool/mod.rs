@@ -172,16 +172,6 @@ pub struct PoolBuilder<K: Key, M: Manager<K>> {
     observer: Option<Arc<dyn Observer<K>>>,
 }
 
-macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {$(
-        $(#[$doc])*
-        pub fn $name(mut self, value: $ty) -> Self {
-            self.config.$name = value;
-            self
-        }
-    )*};
-}
-
 impl<K: Key, M: Manager<K>> PoolBuilder<K, M> {
     /// Replaces all settings at once.
     pub fn config(mut self, config: PoolConfig) -> Self {
