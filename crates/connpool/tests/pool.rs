@@ -634,3 +634,44 @@ fn waits_still_time_out_after_the_runtime_that_started_the_pool_task_is_gone() {
     assert_eq!(pool.stats().counters.wait_timeouts, 1);
     drop(held);
 }
+
+#[tokio::test]
+async fn reconnect_trades_the_slot_for_a_new_connection_without_waiting() {
+    let (pool, manager) = pool_with(PoolConfig {
+        max_conns_per_key: 1,
+        wait_timeout: Duration::from_millis(50),
+        ..PoolConfig::default()
+    });
+    pool.get(&"k").await.unwrap().release();
+    let reused = pool.get(&"k").await.unwrap();
+    assert!(reused.is_reused());
+    let old = reused.serial;
+    // At the cap, with the only slot held: a plain `get` would wait; the
+    // trade does not, and never hands out an idle connection.
+    let fresh = pool
+        .reconnect(reused, EvictReason::ServerClosed)
+        .await
+        .unwrap();
+    assert!(!fresh.is_reused());
+    assert_ne!(fresh.serial, old);
+    let stats = pool.stats();
+    assert_eq!(stats.total.checked_out, 1);
+    assert_eq!(stats.total.connecting, 0);
+    assert_eq!(stats.counters.evicted(EvictReason::ServerClosed), 1);
+    assert_eq!(
+        manager.lives.alive.load(Ordering::SeqCst),
+        1,
+        "the old one is closed"
+    );
+    // A failed reconnect frees the slot.
+    manager.fail_connects.store(true, Ordering::SeqCst);
+    assert!(
+        pool.reconnect(fresh, EvictReason::ServerReset)
+            .await
+            .is_err()
+    );
+    let stats = pool.stats();
+    assert_eq!((stats.total.checked_out, stats.total.connecting), (0, 0));
+    manager.fail_connects.store(false, Ordering::SeqCst);
+    pool.get(&"k").await.unwrap();
+}
