@@ -7,8 +7,12 @@
 //!   naive pool ([`naive`]) and connpool's TCP pool send the same requests
 //!   to servers that close idle connections; [`report`] prints what
 //!   happened to each.
+//! * [`get`] — `connpool get URL`: a curl-like request tool that shows what
+//!   the pool did for each request (which connection, new or reused, its
+//!   trace and the pool's events).
 
 mod demo;
+mod get;
 mod naive;
 mod report;
 
@@ -32,6 +36,15 @@ enum Command {
     /// connections, and shows which requests fail. Takes about 6 seconds.
     /// Exit status 1 if connpool had any failed request.
     Demo(demo::DemoArgs),
+
+    /// Send HTTP requests like curl, and show what the pool did.
+    ///
+    /// Sends COUNT requests one after another through one client, so later
+    /// requests can reuse the pool's connections. Bodies go to stdout; with
+    /// -n above 1 a line per request (connection, new or reused, time to the
+    /// response head), with -v the trace of each request and the pool's
+    /// events, go to stderr. Exit status 1 if any request failed.
+    Get(Box<get::GetArgs>),
 }
 
 #[tokio::main]
@@ -39,5 +52,6 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
+        Command::Get(args) => get::run(*args).await,
     }
 }

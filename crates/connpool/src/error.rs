@@ -300,12 +300,17 @@ impl Error {
     /// reused (pooled) connection. `None` when no connection was involved
     /// or the error did not come from a request.
     pub fn connection_reused(&self) -> Option<bool> {
-        self.inner.fate.map(|f| f.connection_reused)
+        self.inner
+            .fate
+            .filter(|f| f.attempts > 0)
+            .map(|f| f.connection_reused)
     }
 
-    /// For errors of an HTTP request: how many attempts were made, the
-    /// failing one included (2 when a stale-connection failure was retried
-    /// once and the retry failed too). `None` for other errors.
+    /// For errors of an HTTP request: how many attempts to send it on a
+    /// connection were made, the failing one included (2 when a
+    /// stale-connection failure was retried once and the retry failed too;
+    /// 0 when it failed before it had a connection: in the pool or while
+    /// connecting). `None` for other errors.
     pub fn attempts(&self) -> Option<u32> {
         self.inner.fate.map(|f| f.attempts)
     }

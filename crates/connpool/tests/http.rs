@@ -351,6 +351,11 @@ async fn a_body_closed_midway_is_an_incomplete_response() {
         .unwrap();
     let err = resp.bytes().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::IncompleteResponse, "{err}");
+    assert!(err.may_have_been_processed());
+    assert_eq!(
+        (err.attempts(), err.connection_reused()),
+        (Some(1), Some(false))
+    );
     let resp = client
         .get(server.url("/truncated-chunked"))
         .send()
@@ -437,6 +442,7 @@ async fn unreachable_hosts_and_bad_urls_say_nothing_was_sent() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectRefused, "{err}");
     assert!(!err.may_have_been_processed());
+    assert_eq!((err.attempts(), err.connection_reused()), (Some(0), None));
     for url in ["not a url", "ftp://127.0.0.1/", "/relative"] {
         let err = client.get(url).send().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidUrl, "{url}: {err}");

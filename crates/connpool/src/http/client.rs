@@ -471,6 +471,7 @@ impl Client {
                         sent_close,
                         tracer.clone(),
                         deadline,
+                        progress.attempts,
                     ));
                 }
                 Err(err) => err,

@@ -33,6 +33,7 @@ use super::client::{ClientInner, Conn};
 use super::conn::{HttpConn, MAX_IDLE_READ_BUF};
 use super::trace::{RequestTrace, TraceStep, Tracer};
 use super::wire::{Chunk, ChunkedDecoder, Framing, KeepAliveHint, ResponseHead};
+use crate::error::RequestFate;
 use crate::events::ConnId;
 use crate::{Error, ErrorKind};
 
@@ -111,6 +112,9 @@ struct Reader {
     tracer: Tracer,
     /// The whole-request deadline, if the request has one.
     deadline: Option<Pin<Box<Sleep>>>,
+    /// Attached to errors: the request was sent (a response came), on a
+    /// new or reused connection, after how many attempts.
+    fate: RequestFate,
 }
 
 /// Builds the response for a parsed head; the body takes the connection.
@@ -121,6 +125,7 @@ pub(crate) fn start_body(
     sent_close: bool,
     tracer: Tracer,
     deadline: Option<tokio::time::Instant>,
+    attempts: u32,
 ) -> Response {
     let conn_id = conn.id();
     let reused = conn.is_reused();
@@ -150,6 +155,11 @@ pub(crate) fn start_body(
         client,
         tracer: tracer.clone(),
         deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+        fate: RequestFate {
+            may_have_been_processed: true,
+            connection_reused: reused,
+            attempts,
+        },
     });
     let body = if matches!(reader.decoder, Decoder::Length(0)) {
         reader.finish();
@@ -232,7 +242,8 @@ impl Reader {
         let err = match &self.conn {
             Some(conn) => err.with_key(conn.key()),
             None => err,
-        };
+        }
+        .with_fate(self.fate);
         if let Some(conn) = self.conn.take() {
             close(conn, &self.tracer, "an error while reading the body");
         }
