@@ -815,3 +815,31 @@ async fn a_connect_nobody_answers_hits_the_connect_timeout() {
     assert!(err.is_timeout() && err.is_connect());
     assert!(!err.may_have_been_processed());
 }
+
+#[tokio::test]
+async fn a_write_into_a_connection_the_server_reset_is_a_broken_pipe_or_reset() {
+    // The server refuses a body over 64 MiB after reading only the head,
+    // and closes with the rest unread: its kernel answers our remaining
+    // bytes with an RST, and our next writes fail.
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::new();
+    let err = client
+        .post(server.url("/echo"))
+        .body(vec![b'x'; 80 << 20])
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset
+        ),
+        "{err}"
+    );
+    assert!(err.is_stale());
+    assert!(err.may_have_been_processed());
+    assert_eq!(
+        (err.attempts(), err.connection_reused()),
+        (Some(1), Some(false))
+    );
+}
