@@ -156,7 +156,7 @@ fn soak_requests() -> usize {
     std::env::var("CONNPOOL_SOAK_REQUESTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(800)
+        .unwrap_or(2400)
 }
 
 /// Requests answered more than once, from a server's (method, id) list.
