@@ -402,13 +402,12 @@ impl Client {
             Some(n) => BodyFraming::Length(n),
             None => BodyFraming::Chunked,
         };
-        let authority = key.authority();
         let mut wire_buf = Vec::with_capacity(256);
         wire::encode_head(
             &mut wire_buf,
             &parts.method,
-            &target,
-            &authority,
+            target_of(&parts.uri),
+            key.authority(),
             &headers,
             framing,
             close,
@@ -428,8 +427,7 @@ impl Client {
         Ok(Prepared {
             method: parts.method,
             key,
-            target,
-            authority,
+            uri: parts.uri,
             headers,
             framing,
             wire: wire_buf,
@@ -778,8 +776,7 @@ pub(crate) struct Parts {
 struct Prepared {
     method: Method,
     key: HostKey,
-    target: String,
-    authority: String,
+    uri: Uri,
     headers: HeaderMap,
     framing: BodyFraming,
     /// The head, and the body too when it is small and in memory.
@@ -801,8 +798,8 @@ impl Prepared {
         wire::encode_head(
             &mut head,
             &self.method,
-            &self.target,
-            &self.authority,
+            target_of(&self.uri),
+            self.key.authority(),
             &self.headers,
             self.framing,
             true,
@@ -811,6 +808,14 @@ impl Prepared {
         let old_head_len = find_head_end(&self.wire).unwrap_or(self.wire.len());
         head.extend_from_slice(&self.wire[old_head_len..]);
         Ok(head)
+    }
+}
+
+/// The request target in origin form: the path and query, `/` if empty.
+fn target_of(uri: &Uri) -> &str {
+    match uri.path_and_query().map(|pq| pq.as_str()) {
+        None | Some("") => "/",
+        Some(target) => target,
     }
 }
 

@@ -40,7 +40,10 @@ use crate::{Error, ErrorKind, EvictReason, Manager};
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct HostKey {
-    host: Arc<str>,
+    /// `host:port`, in one allocation: the key compares and hashes it,
+    /// the resolver reads it, the `Host` header is a slice of it.
+    host_port: Arc<str>,
+    host_len: usize,
     port: u16,
 }
 
@@ -61,15 +64,17 @@ impl HostKey {
         if host.is_empty() {
             return Err(invalid("the URL has an empty host"));
         }
+        let port = uri.port_u16().unwrap_or(80);
         Ok(HostKey {
-            host: Arc::from(host),
-            port: uri.port_u16().unwrap_or(80),
+            host_port: Arc::from(format!("{host}:{port}")),
+            host_len: host.len(),
+            port,
         })
     }
 
     /// The host, as in the URL (an IPv6 address keeps its brackets).
     pub fn host(&self) -> &str {
-        &self.host
+        &self.host_port[..self.host_len]
     }
 
     /// The port (80 when the URL names none).
@@ -79,18 +84,18 @@ impl HostKey {
 
     /// The value of the `Host` header: the port is left out when it is
     /// the default one.
-    pub(crate) fn authority(&self) -> String {
+    pub(crate) fn authority(&self) -> &str {
         if self.port == 80 {
-            self.host.to_string()
+            self.host()
         } else {
-            format!("{}:{}", self.host, self.port)
+            &self.host_port
         }
     }
 }
 
 impl fmt::Debug for HostKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}:{}", self.host, self.port)
+        write!(f, "http://{}", self.host_port)
     }
 }
 
@@ -102,7 +107,7 @@ impl fmt::Display for HostKey {
 
 impl Target for HostKey {
     async fn resolve(&self) -> io::Result<Vec<SocketAddr>> {
-        tcp::lookup(&format!("{}:{}", self.host, self.port)).await
+        tcp::lookup(&self.host_port).await
     }
 }
 
