@@ -380,16 +380,6 @@ impl Client {
     fn prepare(&self, parts: Parts) -> Result<Prepared, Error> {
         let config = &self.inner.config;
         let key = HostKey::from_uri(&parts.uri)?;
-        let target = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_string();
-        let target = if target.is_empty() {
-            "/".to_string()
-        } else {
-            target
-        };
         let mut headers = parts.headers;
         if let Some(ua) = &self.inner.user_agent {
             if !headers.contains_key(header::USER_AGENT) {
