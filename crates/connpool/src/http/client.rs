@@ -354,12 +354,17 @@ impl Client {
     }
 
     async fn send(&self, parts: Parts) -> Result<Response, Error> {
-        let started = Instant::now();
+        let timeout = parts.timeout.or(self.inner.config.timeout);
+        let trace = parts.trace || self.inner.config.trace_requests;
+        // A clock read costs tens of ns; only pay it when something uses it.
+        let started = (trace || timeout.is_some()).then(Instant::now);
         let mut req = self.prepare(parts)?;
-        let tracer = Tracer::new(req.trace || self.inner.config.trace_requests, started);
+        let tracer = match started {
+            Some(started) if trace => Tracer::new(true, started),
+            _ => Tracer::default(),
+        };
         let mut progress = Progress::default();
-        let timeout = req.timeout.or(self.inner.config.timeout);
-        let Some(timeout) = timeout else {
+        let (Some(timeout), Some(started)) = (timeout, started) else {
             return self.run(&mut req, &tracer, &mut progress, None).await;
         };
         let deadline = tokio::time::Instant::from_std(started) + timeout;
@@ -424,8 +429,6 @@ impl Client {
             body,
             replayable,
             close,
-            timeout: parts.timeout,
-            trace: parts.trace,
         })
     }
 
@@ -777,8 +780,6 @@ struct Prepared {
     /// The request says `Connection: close` (the caller's header, or keep-
     /// alive is off).
     close: bool,
-    timeout: Option<Duration>,
-    trace: bool,
 }
 
 impl Prepared {

@@ -95,8 +95,9 @@ pub struct ClientConfig {
     pub tcp_keepalive: Option<TcpKeepalive>,
     /// `TCP_NODELAY`. Default true.
     pub tcp_nodelay: bool,
-    /// The `User-Agent` sent when a request has none. Default
-    /// `connpool/<version>`.
+    /// The `User-Agent` sent when a request has none. Default none, as in
+    /// reqwest and hyper: the header is optional, and adding it to every
+    /// request costs a header map per request.
     pub user_agent: Option<String>,
     /// Record a [`RequestTrace`](super::RequestTrace) for every request.
     /// Default false.
@@ -128,7 +129,7 @@ impl Default for ClientConfig {
             max_response_headers: 100,
             tcp_keepalive: None,
             tcp_nodelay: true,
-            user_agent: Some(concat!("connpool/", env!("CARGO_PKG_VERSION")).to_string()),
+            user_agent: None,
             trace_requests: false,
         }
     }
