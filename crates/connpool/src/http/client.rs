@@ -418,7 +418,6 @@ impl Client {
         if body_in_wire {
             body = Body::empty();
         }
-        let replayable = config.replay.is_replayable(&parts.method, &headers);
         Ok(Prepared {
             method: parts.method,
             key,
@@ -427,7 +426,6 @@ impl Client {
             framing,
             wire: wire_buf,
             body,
-            replayable,
             close,
         })
     }
@@ -496,9 +494,11 @@ impl Client {
 
     /// The retry rule; see the module docs and [`ReplayPolicy`].
     fn should_retry(&self, req: &Prepared, err: &Error, progress: &Progress) -> bool {
+        let policy = &self.inner.config.replay;
+        // The policy is consulted only here, on the failure path.
         may_retry(
-            self.inner.config.replay.retry,
-            req.replayable,
+            policy.retry,
+            policy.is_replayable(&req.method, &req.headers),
             req.body.is_replayable(),
             err,
             progress,
@@ -776,7 +776,6 @@ struct Prepared {
     wire: Vec<u8>,
     /// The body when it is not in `wire`.
     body: Body,
-    replayable: bool,
     /// The request says `Connection: close` (the caller's header, or keep-
     /// alive is off).
     close: bool,

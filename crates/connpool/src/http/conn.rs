@@ -65,8 +65,13 @@ impl HostKey {
             return Err(invalid("the URL has an empty host"));
         }
         let port = uri.port_u16().unwrap_or(80);
+        // Built by hand: `format!` costs more than the rest of the key.
+        let mut host_port = String::with_capacity(host.len() + 6);
+        host_port.push_str(host);
+        host_port.push(':');
+        push_port(&mut host_port, port);
         Ok(HostKey {
-            host_port: Arc::from(format!("{host}:{port}")),
+            host_port: Arc::from(host_port),
             host_len: host.len(),
             port,
         })
@@ -90,6 +95,24 @@ impl HostKey {
         } else {
             &self.host_port
         }
+    }
+}
+
+/// Appends a port number in decimal.
+fn push_port(s: &mut String, port: u16) {
+    let mut digits = [0u8; 5];
+    let mut n = port;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        s.push(char::from(d));
     }
 }
 
@@ -219,5 +242,48 @@ impl Manager<HostKey> for HttpManager {
             _ => {}
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(url: &str) -> HostKey {
+        HostKey::from_uri(&url.parse().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn host_port_and_authority() {
+        for (url, host, port, authority) in [
+            ("http://a.example/", "a.example", 80, "a.example"),
+            (
+                "http://a.example:8080/x",
+                "a.example",
+                8080,
+                "a.example:8080",
+            ),
+            ("http://127.0.0.1:1", "127.0.0.1", 1, "127.0.0.1:1"),
+            ("http://[::1]:65535/", "[::1]", 65535, "[::1]:65535"),
+            ("http://h:0/", "h", 0, "h:0"),
+        ] {
+            let k = key(url);
+            assert_eq!((k.host(), k.port(), k.authority()), (host, port, authority));
+            assert_eq!(format!("{k:?}"), format!("http://{host}:{port}"));
+        }
+        assert_eq!(
+            key("http://a:80/"),
+            key("http://a/"),
+            "the default port is the same key"
+        );
+        assert_ne!(key("http://a:81/"), key("http://a/"));
+    }
+
+    #[test]
+    fn only_http_urls_have_keys() {
+        for url in ["https://a/", "ftp://a/", "/relative"] {
+            let err = HostKey::from_uri(&url.parse().unwrap()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidUrl, "{url}");
+        }
     }
 }
