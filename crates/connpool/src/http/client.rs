@@ -720,7 +720,7 @@ async fn read_head(
                 continue;
             }
         }
-        c.read_buf.reserve(4096);
+        c.ensure_read_buf();
         let n = c
             .stream
             .read_buf(&mut c.read_buf)

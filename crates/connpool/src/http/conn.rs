@@ -3,11 +3,12 @@
 //! A [`HostKey`] is what makes two connections interchangeable: scheme,
 //! host and port. (TLS settings join it when HTTPS arrives.)
 //!
-//! [`HttpConn`] is a TCP stream plus the bytes read past the last message
-//! (`read_buf`), a reusable buffer for writing heads, and a little history.
-//! An idle connection's `read_buf` is always empty: a connection goes back
+//! [`HttpConn`] is a TCP stream, a read buffer, and a little history. An
+//! idle connection's read buffer is always empty — a connection goes back
 //! to the pool only at a message boundary with nothing left over, so any
-//! byte found on an idle connection is a byte nobody asked for.
+//! byte found on an idle connection is a byte nobody asked for — and it
+//! holds no allocation: buffers are lent from a per-thread cache while a
+//! response is read (`spare_bufs`).
 //!
 //! [`HttpManager::check`] runs at every checkout: the jittered lifetime,
 //! then the TCP peek (FIN, RST, stray bytes such as a server's unsolicited
@@ -154,11 +155,66 @@ pub(crate) struct HttpConn {
 /// head and a small body in one read.
 const READ_BUF_SIZE: usize = 8 * 1024;
 
-/// An idle connection keeps at most this much read buffer; a larger one
-/// (grown by a big response) is given back to the allocator on return.
-pub(crate) const MAX_IDLE_READ_BUF: usize = 64 * 1024;
+/// Spare read buffers kept per thread.
+const SPARE_BUFS_PER_THREAD: usize = 64;
+
+/// Read buffers are lent to connections only while a response is being
+/// read. An idle connection holds none: with thousands of idle
+/// connections, 8 KiB each would be most of the pool's memory. Returned
+/// buffers wait in a small per-thread cache for the next response, so the
+/// busy path neither allocates nor takes a lock.
+mod spare_bufs {
+    use std::cell::RefCell;
+
+    use bytes::BytesMut;
+
+    thread_local! {
+        static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A buffer with room for a response head, from the cache if it has one.
+    pub(crate) fn take() -> BytesMut {
+        SPARE
+            .try_with(|spare| spare.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| BytesMut::with_capacity(super::READ_BUF_SIZE))
+    }
+
+    /// Keeps an emptied buffer for the next response, unless the cache is
+    /// full or the buffer is too small to be worth it or grew large (a big
+    /// response): those go back to the allocator.
+    pub(crate) fn give_back(buf: BytesMut) {
+        if !buf.is_empty()
+            || buf.capacity() < super::READ_BUF_SIZE / 2
+            || buf.capacity() > 8 * super::READ_BUF_SIZE
+        {
+            return;
+        }
+        let _ = SPARE.try_with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < super::SPARE_BUFS_PER_THREAD {
+                spare.push(buf);
+            }
+        });
+    }
+}
 
 impl HttpConn {
+    /// Makes sure the connection has a read buffer with some room.
+    pub(crate) fn ensure_read_buf(&mut self) {
+        if self.read_buf.capacity() == 0 {
+            self.read_buf = spare_bufs::take();
+        } else if self.read_buf.capacity() - self.read_buf.len() < 1024 {
+            self.read_buf.reserve(READ_BUF_SIZE);
+        }
+    }
+
+    /// Lends the (empty) read buffer back before the connection goes idle.
+    pub(crate) fn release_read_buf(&mut self) {
+        spare_bufs::give_back(std::mem::take(&mut self.read_buf));
+    }
+
     /// How long ago the connection was opened.
     pub(crate) fn age(&self) -> Duration {
         self.connect_started.elapsed()
@@ -215,7 +271,7 @@ impl Manager<HostKey> for HttpManager {
         let stream = self.tcp.connect(key).await?;
         Ok(HttpConn {
             stream,
-            read_buf: BytesMut::with_capacity(READ_BUF_SIZE),
+            read_buf: BytesMut::new(),
             responses: 0,
             connect_started,
             connect_took: connect_started.elapsed(),
@@ -277,6 +333,22 @@ mod tests {
             "the default port is the same key"
         );
         assert_ne!(key("http://a:81/"), key("http://a/"));
+    }
+
+    #[test]
+    fn read_buffers_are_lent_and_taken_back() {
+        let mut buf = spare_bufs::take();
+        assert!(buf.capacity() >= READ_BUF_SIZE);
+        let ptr = buf.as_ptr();
+        spare_bufs::give_back(buf);
+        buf = spare_bufs::take();
+        assert_eq!(buf.as_ptr(), ptr, "the same buffer comes back");
+        buf.extend_from_slice(b"x");
+        spare_bufs::give_back(buf); // not empty: dropped
+        let fresh = spare_bufs::take();
+        assert_ne!(fresh.as_ptr(), ptr);
+        spare_bufs::give_back(bytes::BytesMut::with_capacity(1 << 20)); // grew large: dropped
+        assert!(spare_bufs::take().capacity() < 1 << 20);
     }
 
     #[test]

@@ -30,7 +30,7 @@ use http_body::{Frame, SizeHint};
 use tokio::time::Sleep;
 
 use super::client::{ClientInner, Conn};
-use super::conn::{HttpConn, MAX_IDLE_READ_BUF};
+use super::conn::HttpConn;
 use super::trace::{RequestTrace, TraceStep, Tracer};
 use super::wire::{Chunk, ChunkedDecoder, Framing, KeepAliveHint, ResponseHead};
 use crate::error::RequestFate;
@@ -223,9 +223,7 @@ impl Reader {
             }
             conn.set_idle_timeout(d);
         }
-        if conn.read_buf.capacity() > MAX_IDLE_READ_BUF {
-            conn.read_buf = BytesMut::new();
-        }
+        conn.release_read_buf();
         if self.tracer.is_on() {
             let idle_deadline = match (deadline, config.pool_idle_timeout) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -375,9 +373,7 @@ fn close(conn: Conn, tracer: &Tracer, why: &'static str) {
 
 /// Reads what the socket has into the connection's buffer.
 fn poll_fill(c: &mut HttpConn, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-    if c.read_buf.capacity() - c.read_buf.len() < 1024 {
-        c.read_buf.reserve(16 * 1024);
-    }
+    c.ensure_read_buf();
     loop {
         match c.stream.try_read_buf(&mut c.read_buf) {
             Ok(n) => return Poll::Ready(Ok(n)),
