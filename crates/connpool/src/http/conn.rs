@@ -172,6 +172,12 @@ mod spare_bufs {
         static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
     }
 
+    /// How many buffers this thread's cache holds.
+    #[cfg(test)]
+    pub(crate) fn cached() -> usize {
+        SPARE.with(|spare| spare.borrow().len())
+    }
+
     /// A buffer with room for a response head, from the cache if it has one.
     pub(crate) fn take() -> BytesMut {
         SPARE
@@ -337,18 +343,28 @@ mod tests {
 
     #[test]
     fn read_buffers_are_lent_and_taken_back() {
+        let before = spare_bufs::cached();
         let mut buf = spare_bufs::take();
         assert!(buf.capacity() >= READ_BUF_SIZE);
         let ptr = buf.as_ptr();
         spare_bufs::give_back(buf);
+        assert_eq!(spare_bufs::cached(), before + 1);
         buf = spare_bufs::take();
         assert_eq!(buf.as_ptr(), ptr, "the same buffer comes back");
+        assert_eq!(spare_bufs::cached(), before);
         buf.extend_from_slice(b"x");
-        spare_bufs::give_back(buf); // not empty: dropped
-        let fresh = spare_bufs::take();
-        assert_ne!(fresh.as_ptr(), ptr);
-        spare_bufs::give_back(bytes::BytesMut::with_capacity(1 << 20)); // grew large: dropped
-        assert!(spare_bufs::take().capacity() < 1 << 20);
+        spare_bufs::give_back(buf);
+        assert_eq!(
+            spare_bufs::cached(),
+            before,
+            "a buffer holding bytes is not kept"
+        );
+        spare_bufs::give_back(bytes::BytesMut::with_capacity(1 << 20));
+        assert_eq!(
+            spare_bufs::cached(),
+            before,
+            "a buffer that grew large is not kept"
+        );
     }
 
     #[test]
