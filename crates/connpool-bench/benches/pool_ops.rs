@@ -1,6 +1,13 @@
 //! Checkout + return of a trivial in-memory connection: connpool against
-//! two peers, deadpool (`managed::Pool`) and bb8, on the same connection
-//! type (`Trivial(u64)`) in the same run.
+//! two peers, deadpool (`managed::Pool`) and bb8, and a floor, the smallest
+//! pool that works (`semaphore`), on the same connection type
+//! (`Trivial(u64)`) in the same run.
+//!
+//! The floor: a `tokio::sync::Semaphore` with one permit per connection and
+//! a `std::sync::Mutex<Vec<Trivial>>` of idle connections. Checkout
+//! acquires a permit, then pops an idle connection or creates one; return
+//! pushes it back and drops the permit. No keys, no stats, no checks, no
+//! timeouts: what any pool must at least do (a wait queue and a lock).
 //!
 //! Every manager is trivial: connect/create returns `Trivial(0)` at once,
 //! and the checks before reuse (connpool's `check`, deadpool's `recycle`,
@@ -10,7 +17,8 @@
 //! Every pool is pre-warmed (all its connections opened) before it is
 //! measured, so what is timed is reuse, not connect.
 //!
-//! Cases (one criterion group each, ids `connpool`, `deadpool`, `bb8`):
+//! Cases (one criterion group each, ids `connpool`, `deadpool`, `bb8`,
+//! `semaphore`):
 //!
 //! * `single_task` — one task on a current_thread runtime, a loop of
 //!   get + return on a pool of 8.
@@ -24,10 +32,12 @@
 //!
 //! After criterion finishes, a table gives each peer's mean time per
 //! checkout (criterion's `target/criterion/<group>/<id>/new/estimates.json`,
-//! `mean.point_estimate`) and its ratio to connpool, and says per case
-//! whether connpool is at least as fast as the faster peer. An integrity
-//! line per pool checks that no checkout was lost and no pool grew past its
-//! cap.
+//! `mean.point_estimate`) and its ratio to connpool, connpool's ratio to the
+//! semaphore floor, and says per case whether connpool is at least as fast
+//! as the faster peer. Then the goals of issue 5: connpool ahead of
+//! deadpool and bb8 in all three cases, and `single_task` connpool at most
+//! 2x the floor. An integrity line per pool checks that no checkout was
+//! lost and no pool grew past its cap.
 //!
 //! Run it with:
 //!
@@ -41,13 +51,14 @@
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use connpool::{Error, Manager, Pool};
 use criterion::Criterion;
 use tokio::runtime::{Builder, Runtime};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// The connection every library pools.
 struct Trivial(u64);
@@ -59,7 +70,11 @@ const CASES: [(&str, usize, u64); 3] = [
     ("contended_64x8", 8, 64),
     ("uncontended_64x64", 64, 64),
 ];
-const PEERS: [&str; 3] = ["connpool", "deadpool", "bb8"];
+const PEERS: [&str; 4] = ["connpool", "deadpool", "bb8", "semaphore"];
+/// The peers connpool is to be ahead of (the last of `PEERS` is the floor).
+const RIVALS: [&str; 2] = ["deadpool", "bb8"];
+/// Goal: `single_task` connpool at most this many times the floor.
+const FLOOR_GOAL: f64 = 2.0;
 const TASKS: u64 = 64;
 /// Any single measurement taking longer than this is reported as a hang.
 const HANG: Duration = Duration::from_secs(60);
@@ -109,6 +124,65 @@ impl bb8::ManageConnection for Bb8Manager {
 }
 type Bb8Pool = bb8::Pool<Bb8Manager>;
 
+/// The floor: a semaphore (one permit per connection) and a mutex-guarded
+/// stack of idle connections.
+struct SemPool {
+    permits: Semaphore,
+    idle: Mutex<Vec<Trivial>>,
+    /// Connections created (for the integrity line).
+    created: AtomicU64,
+}
+
+/// A checked-out connection of [`SemPool`]: pushed back on drop, then its
+/// permit released (fields drop after `Drop::drop`).
+struct SemConn<'a> {
+    pool: &'a SemPool,
+    conn: Option<Trivial>,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl SemPool {
+    fn new(size: usize) -> SemPool {
+        SemPool {
+            permits: Semaphore::new(size),
+            idle: Mutex::new(Vec::with_capacity(size)),
+            created: AtomicU64::new(0),
+        }
+    }
+
+    async fn get(&self) -> SemConn<'_> {
+        let permit = self.permits.acquire().await.expect("semaphore closed");
+        let idle = self.idle.lock().expect("idle list poisoned").pop();
+        let conn = idle.unwrap_or_else(|| {
+            self.created.fetch_add(1, Ordering::Relaxed);
+            Trivial(0)
+        });
+        SemConn {
+            pool: self,
+            conn: Some(conn),
+            _permit: permit,
+        }
+    }
+}
+
+impl std::ops::Deref for SemConn<'_> {
+    type Target = Trivial;
+    fn deref(&self) -> &Trivial {
+        self.conn.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for SemConn<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // A poisoned list drops the connection; its permit still goes.
+            if let Ok(mut idle) = self.pool.idle.lock() {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
 // ------------------------------------------------------------------- peers
 
 /// One pool of one library, with the count of checkouts this benchmark made
@@ -118,6 +192,7 @@ enum Peer {
     Connpool(CpPool, Arc<AtomicU64>),
     Deadpool(DpPool, Arc<AtomicU64>),
     Bb8(Bb8Pool, Arc<AtomicU64>),
+    Semaphore(Arc<SemPool>, Arc<AtomicU64>),
 }
 
 impl Peer {
@@ -147,6 +222,7 @@ impl Peer {
                     .expect("bb8 builds"),
                 Arc::default(),
             ),
+            "semaphore" => Peer::Semaphore(Arc::new(SemPool::new(size)), Arc::default()),
             other => unreachable!("unknown peer {other}"),
         };
         // Hold `size` connections at once so that all are opened, then give
@@ -169,6 +245,12 @@ impl Peer {
                 let mut held = Vec::with_capacity(size);
                 for _ in 0..size {
                     held.push(pool.get().await.expect("bb8 warm-up get"));
+                }
+            }
+            Peer::Semaphore(pool, _) => {
+                let mut held = Vec::with_capacity(size);
+                for _ in 0..size {
+                    held.push(pool.get().await);
                 }
             }
         }
@@ -203,11 +285,20 @@ impl Peer {
                 }
                 drop(conn);
             }
+            Peer::Semaphore(pool, _) => {
+                let conn = pool.get().await;
+                black_box(conn.0);
+                if yield_while_held {
+                    tokio::task::yield_now().await;
+                }
+                drop(conn);
+            }
         }
     }
 
     fn count(&self, n: u64) {
-        let (Peer::Connpool(_, c) | Peer::Deadpool(_, c) | Peer::Bb8(_, c)) = self;
+        let (Peer::Connpool(_, c) | Peer::Deadpool(_, c) | Peer::Bb8(_, c) | Peer::Semaphore(_, c)) =
+            self;
         c.fetch_add(n, Ordering::Relaxed);
     }
 
@@ -277,6 +368,17 @@ impl Peer {
                     s.statistics.connections_created,
                     s.statistics.connections_closed_broken,
                     s.statistics.connections_closed_invalid,
+                )
+            }
+            Peer::Semaphore(pool, made) => {
+                let permits = pool.permits.available_permits();
+                let idle = pool.idle.lock().map_or(usize::MAX, |idle| idle.len());
+                let created = pool.created.load(Ordering::Relaxed);
+                let ok = permits == size && idle == size && created == size as u64;
+                format!(
+                    "{}semaphore: {} checkouts; permits {permits} idle {idle} created {created}",
+                    if ok { "" } else { "PROBLEM " },
+                    made.load(Ordering::Relaxed),
                 )
             }
         }
@@ -419,6 +521,7 @@ fn print_table(since: SystemTime) {
         "== pool_ops: mean time per checkout + return (from {}) ==",
         dir.display()
     );
+    let mut goals = Vec::new();
     for (case, _, _) in CASES {
         println!();
         println!("{case}");
@@ -426,30 +529,73 @@ fn print_table(since: SystemTime) {
             .iter()
             .map(|peer| (*peer, mean_ns(&dir, case, peer, since)))
             .collect();
-        let base = means[0].1.as_ref().ok().copied();
-        for (peer, mean) in &means {
-            match (mean, base) {
-                (Ok(ns), Some(base)) if *peer != "connpool" => {
-                    println!(
-                        "  {peer:<9} {ns:>10.1} ns   {peer}/connpool = {:.2}x",
-                        ns / base
-                    )
+        let mean = |name: &str| {
+            means
+                .iter()
+                .find(|(peer, _)| *peer == name)
+                .and_then(|(_, m)| m.as_ref().ok().copied())
+        };
+        let base = mean("connpool");
+        for (peer, ns) in &means {
+            let ns = match ns {
+                Ok(ns) => *ns,
+                Err(why) => {
+                    println!("  {peer:<9} {why}");
+                    continue;
                 }
-                (Ok(ns), _) => println!("  {peer:<9} {ns:>10.1} ns"),
-                (Err(why), _) => println!("  {peer:<9} {why}"),
+            };
+            match base {
+                Some(base) if *peer == "semaphore" => println!(
+                    "  {peer:<9} {ns:>10.1} ns   connpool/{peer} = {:.2}x  (the floor)",
+                    base / ns
+                ),
+                Some(base) if *peer != "connpool" => println!(
+                    "  {peer:<9} {ns:>10.1} ns   {peer}/connpool = {:.2}x",
+                    ns / base
+                ),
+                _ => println!("  {peer:<9} {ns:>10.1} ns"),
             }
         }
-        let faster_peer = means[1..]
+        let faster_rival = RIVALS
             .iter()
-            .filter_map(|(peer, m)| m.as_ref().ok().map(|ns| (*peer, *ns)))
+            .filter_map(|peer| mean(peer).map(|ns| (*peer, ns)))
             .min_by(|a, b| a.1.total_cmp(&b.1));
-        match (base, faster_peer) {
+        match (base, faster_rival) {
             (Some(base), Some((peer, ns))) => println!(
                 "  => connpool {} at least as fast as the faster peer ({peer}): {:.2}x its time",
                 if base <= ns { "IS" } else { "is NOT" },
                 base / ns,
             ),
             _ => println!("  => no comparison: connpool or both peers not run"),
+        }
+        for rival in RIVALS {
+            let ratio = base.zip(mean(rival)).map(|(b, r)| b / r);
+            goals.push((
+                format!("{case}: connpool faster than {rival}"),
+                ratio,
+                ratio.map(|r| r < 1.0),
+            ));
+        }
+        if case == "single_task" {
+            let ratio = base.zip(mean("semaphore")).map(|(b, f)| b / f);
+            goals.push((
+                format!("{case}: connpool <= {FLOOR_GOAL:.0}x the semaphore floor"),
+                ratio,
+                ratio.map(|r| r <= FLOOR_GOAL),
+            ));
+        }
+    }
+    println!();
+    println!("== goals (issue 5) ==");
+    for (text, ratio, holds) in goals {
+        let verdict = match holds {
+            Some(true) => "holds     ",
+            Some(false) => "DOES NOT  ",
+            None => "not run   ",
+        };
+        match ratio {
+            Some(r) => println!("  {verdict} {text}: connpool/other = {r:.2}x"),
+            None => println!("  {verdict} {text}"),
         }
     }
 }
