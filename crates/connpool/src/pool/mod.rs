@@ -563,7 +563,16 @@ impl<K: Key, M: Manager<K>> Shared<K, M> {
 
     /// Does what was left for after the lock: emits events and closes
     /// connections.
+    #[inline]
     pub(crate) fn finish(&self, after: Aftermath<K, M::Conn>) {
+        // Most operations leave nothing to do: skip the iterator set-up.
+        if !after.is_empty() {
+            self.finish_slow(after);
+        }
+    }
+
+    #[inline(never)]
+    fn finish_slow(&self, after: Aftermath<K, M::Conn>) {
         for handoff in after.handoff.into_iter().chain(after.more_handoffs) {
             self.hand_off(handoff);
         }

@@ -275,6 +275,14 @@ impl<K, C> Aftermath<K, C> {
         }
     }
 
+    /// Nothing was left for after the lock.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.handoff.is_none()
+            && self.closing.is_empty()
+            && self.leaks.is_empty()
+            && self.more_handoffs.is_empty()
+    }
+
     fn hand_off(&mut self, handoff: Handoff<K, C>) {
         match self.handoff {
             None => self.handoff = Some(handoff),
