@@ -10,7 +10,13 @@
 //! * [`get`] — `connpool get URL`: a curl-like request tool that shows what
 //!   the pool did for each request (which connection, new or reused, its
 //!   trace and the pool's events).
+//! * [`bench`] — `connpool bench URL`: a load generator on one client,
+//!   reporting throughput, latency percentiles, status codes, connections
+//!   opened and reused, errors by kind and CPU time per request. It runs on
+//!   a runtime of its own (`--threads`); the other subcommands share the
+//!   default one.
 
+mod bench;
 mod demo;
 mod get;
 mod naive;
@@ -45,13 +51,36 @@ enum Command {
     /// response head), with -v the trace of each request and the pool's
     /// events, go to stderr. Exit status 1 if any request failed.
     Get(Box<get::GetArgs>),
+
+    /// Load a server with concurrent requests through one pool.
+    ///
+    /// C workers share one client (at most M connections, default C) and
+    /// send requests until N were sent (default 10000) or the duration
+    /// passed, whichever comes first. Prints throughput, latency
+    /// percentiles, status codes, connections opened and reused, errors by
+    /// kind and the process's CPU time per request; a progress bar on
+    /// stderr when it is a terminal. Exit status 1 if any request failed.
+    Bench(Box<bench::BenchArgs>),
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Demo(args) => demo::run(args).await,
-        Command::Get(args) => get::run(*args).await,
+        Command::Demo(args) => on_default_runtime(demo::run(args)),
+        Command::Get(args) => on_default_runtime(get::run(*args)),
+        // `bench` builds the runtime it is told to (`--threads`).
+        Command::Bench(args) => bench::run(*args),
+    }
+}
+
+/// Runs `command` on a multi-thread runtime with the default settings
+/// (what `#[tokio::main]` builds).
+fn on_default_runtime(command: impl Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(command),
+        Err(err) => {
+            eprintln!("connpool: cannot start the runtime: {err}");
+            ExitCode::FAILURE
+        }
     }
 }
