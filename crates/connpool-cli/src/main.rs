@@ -10,7 +10,7 @@
 //! * [`get`] — `connpool get URL`: a curl-like request tool that shows what
 //!   the pool did for each request (which connection, new or reused, its
 //!   trace and the pool's events).
-//! * [`bench`] — `connpool bench URL`: a load generator on one client,
+//! * [`bench`](mod@bench) — `connpool bench URL`: a load generator on one client,
 //!   reporting throughput, latency percentiles, status codes, connections
 //!   opened and reused, errors by kind and CPU time per request. It runs on
 //!   a runtime of its own (`--threads`); the other subcommands share the
