@@ -67,10 +67,11 @@ impl HostKey {
         }
         let port = uri.port_u16().unwrap_or(80);
         // Built by hand: `format!` costs more than the rest of the key.
-        let mut host_port = String::with_capacity(host.len() + 6);
-        host_port.push_str(host);
-        host_port.push(':');
-        push_port(&mut host_port, port);
+        let mut host_port = Vec::with_capacity(host.len() + 6);
+        host_port.extend_from_slice(host.as_bytes());
+        host_port.push(b':');
+        super::wire::push_decimal(&mut host_port, u64::from(port));
+        let host_port = String::from_utf8(host_port).expect("a host and digits are UTF-8");
         Ok(HostKey {
             host_port: Arc::from(host_port),
             host_len: host.len(),
@@ -96,24 +97,6 @@ impl HostKey {
         } else {
             &self.host_port
         }
-    }
-}
-
-/// Appends a port number in decimal.
-fn push_port(s: &mut String, port: u16) {
-    let mut digits = [0u8; 5];
-    let mut n = port;
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &digits[i..] {
-        s.push(char::from(d));
     }
 }
 

@@ -377,7 +377,7 @@ fn check_user_transfer_encoding(value: &HeaderValue, body: BodyFraming) -> Resul
 }
 
 /// Appends `n` in decimal without going through `fmt`.
-fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; MAX_DECIMAL_DIGITS];
     let mut start = digits.len();
     loop {
