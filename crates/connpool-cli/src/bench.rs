@@ -80,12 +80,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::Args;
 use connpool::EvictReason;
-use connpool::http::{Client, ClientConfig, HostKey};
+use connpool::http::{Client, ClientConfig};
 use hdrhistogram::Histogram;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::HeaderMap;
 use http::{Method, Uri};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
+
+use crate::request_args::{
+    HeaderField, header_map, method_or_default, parse_header, parse_method, parse_url,
+};
 
 /// Requests sent when neither `-n` nor `--duration` is given.
 const DEFAULT_REQUESTS: u64 = 10_000;
@@ -141,35 +145,6 @@ pub struct BenchArgs {
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
-}
-
-/// One `-H` argument.
-#[derive(Clone, Debug)]
-struct HeaderField {
-    name: HeaderName,
-    value: HeaderValue,
-}
-
-fn parse_url(text: &str) -> Result<Uri, String> {
-    let uri: Uri = text.parse().map_err(|e| format!("{e}"))?;
-    // A URL the client can never request is a usage error, not N failures.
-    HostKey::from_uri(&uri).map_err(|e| e.to_string())?;
-    Ok(uri)
-}
-
-fn parse_method(text: &str) -> Result<Method, String> {
-    Method::from_bytes(text.as_bytes()).map_err(|e| e.to_string())
-}
-
-fn parse_header(text: &str) -> Result<HeaderField, String> {
-    let (name, value) = text
-        .split_once(':')
-        .ok_or_else(|| "expected `Name: value`".to_string())?;
-    let name = HeaderName::from_bytes(name.trim().as_bytes())
-        .map_err(|e| format!("bad header name {:?}: {e}", name.trim()))?;
-    let value = HeaderValue::from_str(value.trim())
-        .map_err(|e| format!("bad value for header {name}: {e}"))?;
-    Ok(HeaderField { name, value })
 }
 
 /// `500ms`, `10s`, `1.5s`, `2m`, `1h`, or a bare number of seconds.
@@ -459,15 +434,8 @@ async fn bench(args: &BenchArgs, threads: usize) -> Report {
         .build();
 
     let body = args.data.as_ref().map(|d| Bytes::from(d.clone()));
-    let method = args.method.clone().unwrap_or(if body.is_some() {
-        Method::POST
-    } else {
-        Method::GET
-    });
-    let mut headers = HeaderMap::new();
-    for field in &args.headers {
-        headers.append(field.name.clone(), field.value.clone());
-    }
+    let method = method_or_default(args.method.as_ref(), body.is_some());
+    let headers = header_map(&args.headers);
     let limit = match (args.requests, args.duration) {
         (Some(n), _) => n,
         (None, Some(_)) => u64::MAX,

@@ -36,8 +36,11 @@ use clap::Args;
 use connpool::events::ConnId;
 use connpool::http::{Client, HostKey, Response, TraceStep};
 use connpool::{Error, Event, EventKind, EvictReason};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri};
+
+use crate::request_args::{
+    HeaderField, header_map, method_or_default, parse_header, parse_method, parse_url,
+};
 
 /// Options of `connpool get`.
 #[derive(Debug, Args)]
@@ -101,40 +104,10 @@ pub struct GetArgs {
     max_conns: Option<u32>,
 }
 
-/// One `-H` argument.
-#[derive(Clone, Debug)]
-struct HeaderField {
-    name: HeaderName,
-    value: HeaderValue,
-}
-
 /// The contents of the `--data-file` file, read while parsing arguments so
 /// a missing file is a usage error like any other.
 #[derive(Clone, Debug)]
 struct FileData(Bytes);
-
-fn parse_url(text: &str) -> Result<Uri, String> {
-    let uri: Uri = text.parse().map_err(|e| format!("{e}"))?;
-    // The client checks the same when sending; checking here turns a URL it
-    // can never request into a usage error instead of COUNT failures.
-    HostKey::from_uri(&uri).map_err(|e| e.to_string())?;
-    Ok(uri)
-}
-
-fn parse_method(text: &str) -> Result<Method, String> {
-    Method::from_bytes(text.as_bytes()).map_err(|e| e.to_string())
-}
-
-fn parse_header(text: &str) -> Result<HeaderField, String> {
-    let (name, value) = text
-        .split_once(':')
-        .ok_or_else(|| "expected `Name: value`".to_string())?;
-    let name = HeaderName::from_bytes(name.trim().as_bytes())
-        .map_err(|e| format!("bad header name {:?}: {e}", name.trim()))?;
-    let value = HeaderValue::from_str(value.trim())
-        .map_err(|e| format!("bad value for header {name}: {e}"))?;
-    Ok(HeaderField { name, value })
-}
 
 fn read_data_file(path: &str) -> Result<FileData, String> {
     std::fs::read(PathBuf::from(path))
@@ -195,15 +168,8 @@ pub async fn run(args: GetArgs) -> ExitCode {
         (None, Some(FileData(data))) => Some(data.clone()),
         (None, None) => None,
     };
-    let method = args.method.clone().unwrap_or(if body.is_some() {
-        Method::POST
-    } else {
-        Method::GET
-    });
-    let mut headers = HeaderMap::new();
-    for field in &args.headers {
-        headers.append(field.name.clone(), field.value.clone());
-    }
+    let method = method_or_default(args.method.as_ref(), body.is_some());
+    let headers = header_map(&args.headers);
 
     let mut tally = Tally::default();
     for n in 1..=args.count {

@@ -15,12 +15,16 @@
 //!   opened and reused, errors by kind and CPU time per request. It runs on
 //!   a runtime of its own (`--threads`); the other subcommands share the
 //!   default one.
+//!
+//! [`request_args`] holds what `get` and `bench` share: the parsing of the
+//! URL, `-X`, `-H` and `-d`.
 
 mod bench;
 mod demo;
 mod get;
 mod naive;
 mod report;
+mod request_args;
 
 use std::process::ExitCode;
 

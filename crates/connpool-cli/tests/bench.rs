@@ -2,39 +2,17 @@
 //! 127.0.0.1 and checks its report, what the server saw, and the exit
 //! status. Only counts are checked here; its timings are for people.
 
-use std::net::TcpListener;
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use connpool_testkit::http::HttpServer;
+use common::{assert_exit, server, texts, unused_port};
 use serde_json::Value;
 
 /// `connpool bench <args>`, run to its end.
 fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_connpool"))
-        .arg("bench")
-        .args(args)
-        .output()
-        .expect("the connpool binary runs")
-}
-
-/// Stdout and stderr as text, for assertions and their messages.
-fn texts(output: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-/// Asserts the exit status, showing both streams if it is not `code`.
-fn assert_exit(output: &Output, code: i32) {
-    let (stdout, stderr) = texts(output);
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "exit {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        output.status
-    );
+    common::connpool("bench", args)
 }
 
 /// The `--json` report.
@@ -42,10 +20,6 @@ fn report(output: &Output) -> Value {
     let (stdout, stderr) = texts(output);
     serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}\nstderr:\n{stderr}"))
-}
-
-fn server() -> HttpServer {
-    HttpServer::start_default().expect("the test server starts")
 }
 
 #[test]
@@ -209,11 +183,7 @@ fn duration_ends_requests_the_server_never_answers() {
 
 #[test]
 fn an_unreachable_port_reports_errors_by_kind_and_fails() {
-    // A port nobody listens on: bound, then released.
-    let port = {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("local addr").port()
-    };
+    let port = unused_port();
     let url = format!("http://127.0.0.1:{port}/");
 
     let output = bench(&["--json", "-n", "20", "-c", "2", &url]);

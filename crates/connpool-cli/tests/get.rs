@@ -2,48 +2,24 @@
 //! 127.0.0.1 and checks what it prints, what the server saw, and the exit
 //! status.
 
-use std::net::TcpListener;
-use std::process::{Command, Output};
+mod common;
 
+use std::process::Output;
+
+use common::{assert_exit, server, texts, unused_port};
 use connpool_testkit::CloseMode;
 use connpool_testkit::http::{HttpServer, body_pattern};
 
 /// `connpool get <args>`, run to its end.
 fn get(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_connpool"))
-        .arg("get")
-        .args(args)
-        .output()
-        .expect("the connpool binary runs")
-}
-
-/// Stdout and stderr as text, for assertions and their messages.
-fn texts(output: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-/// Asserts a zero exit status, showing both streams if not.
-fn assert_success(output: &Output) {
-    let (stdout, stderr) = texts(output);
-    assert!(
-        output.status.success(),
-        "exit {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        output.status
-    );
-}
-
-fn server() -> HttpServer {
-    HttpServer::start_default().expect("the test server starts")
+    common::connpool("get", args)
 }
 
 #[test]
 fn get_prints_the_body() {
     let server = server();
     let output = get(&[&server.url("/bytes/10")]);
-    assert_success(&output);
+    assert_exit(&output, 0);
     assert_eq!(output.stdout, body_pattern(10));
     // One request: no per-request line, no summary.
     let (_, stderr) = texts(&output);
@@ -55,7 +31,7 @@ fn get_prints_the_body() {
 fn include_prints_the_head_first() {
     let server = server();
     let output = get(&["-i", &server.url("/")]);
-    assert_success(&output);
+    assert_exit(&output, 0);
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
         "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
@@ -66,7 +42,7 @@ fn include_prints_the_head_first() {
 fn count_reuses_one_connection_and_says_so() {
     let server = server();
     let output = get(&["-n", "3", &server.url("/bytes/4")]);
-    assert_success(&output);
+    assert_exit(&output, 0);
     assert_eq!(output.stdout, body_pattern(4).repeat(3));
     assert_eq!(server.accepted(), 1);
     assert_eq!(server.requests(), 3);
@@ -98,7 +74,7 @@ fn put_with_data_sends_the_body() {
         "x-request-id: put-1",
         &server.url("/echo"),
     ]);
-    assert_success(&output);
+    assert_exit(&output, 0);
     assert_eq!(String::from_utf8_lossy(&output.stdout), "hello, pool");
     assert_eq!(server.processed("PUT", "put-1"), 1);
 }
@@ -113,7 +89,7 @@ fn data_without_method_is_a_post() {
         "x-request-id: post-1",
         &server.url("/echo"),
     ]);
-    assert_success(&output);
+    assert_exit(&output, 0);
     assert_eq!(server.processed("POST", "post-1"), 1);
 }
 
@@ -121,7 +97,7 @@ fn data_without_method_is_a_post() {
 fn header_is_sent() {
     let server = server();
     let output = get(&["-H", "x-request-id: abc", &server.url("/")]);
-    assert_success(&output);
+    assert_exit(&output, 0);
     assert_eq!(server.processed("GET", "abc"), 1);
 }
 
@@ -129,7 +105,7 @@ fn header_is_sent() {
 fn verbose_prints_the_trace_and_the_pool_events() {
     let server = server();
     let output = get(&["-v", &server.url("/chunked/30")]);
-    assert_success(&output);
+    assert_exit(&output, 0);
     assert_eq!(output.stdout, body_pattern(30));
 
     let (_, stderr) = texts(&output);
@@ -154,11 +130,7 @@ fn verbose_prints_the_trace_and_the_pool_events() {
 
 #[test]
 fn refused_connection_fails_with_exit_1() {
-    // A port nobody listens on: bound, then released.
-    let port = {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("local addr").port()
-    };
+    let port = unused_port();
     let output = get(&["-n", "2", &format!("http://127.0.0.1:{port}/")]);
     assert_eq!(output.status.code(), Some(1));
     let (stdout, stderr) = texts(&output);
@@ -227,7 +199,7 @@ fn a_connection_the_server_closed_is_not_reused() {
     // The gap lets the server's FIN arrive before the second request: the
     // pool's check finds it and opens a new connection instead.
     let output = get(&["-n", "2", "--gap-ms", "50", &server.url("/")]);
-    assert_success(&output);
+    assert_exit(&output, 0);
     assert_eq!(String::from_utf8_lossy(&output.stdout), "okok");
     assert_eq!(server.accepted(), 2);
     let (_, stderr) = texts(&output);
