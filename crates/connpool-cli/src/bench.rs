@@ -79,7 +79,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Args;
-use connpool::EvictReason;
 use connpool::http::{Client, ClientConfig};
 use hdrhistogram::Histogram;
 use http::header::HeaderMap;
@@ -496,11 +495,7 @@ async fn bench(args: &BenchArgs, threads: usize) -> Report {
     progress.finish_and_clear();
 
     let counters = client.stats().counters;
-    let stale: u64 = EvictReason::ALL
-        .into_iter()
-        .filter(|reason| reason.is_stale())
-        .map(|reason| counters.evicted(reason))
-        .sum();
+    let stale = counters.evicted_stale();
     let requests = total.responses + total.failed;
     let user = cpu_after.0.saturating_sub(cpu_before.0);
     let sys = cpu_after.1.saturating_sub(cpu_before.1);

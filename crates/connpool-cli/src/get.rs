@@ -35,7 +35,7 @@ use bytes::Bytes;
 use clap::Args;
 use connpool::events::ConnId;
 use connpool::http::{Client, HostKey, Response, TraceStep};
-use connpool::{Error, Event, EventKind, EvictReason};
+use connpool::{Error, Event, EventKind};
 use http::{Method, Uri};
 
 use crate::request_args::{
@@ -220,11 +220,7 @@ pub async fn run(args: GetArgs) -> ExitCode {
 
     if verbose || many {
         let counters = client.stats().counters;
-        let stale: u64 = EvictReason::ALL
-            .into_iter()
-            .filter(|reason| reason.is_stale())
-            .map(|reason| counters.evicted(reason))
-            .sum();
+        let stale = counters.evicted_stale();
         let mut line = format!(
             "summary: {} {}, {} ok, {} failed; connections: {} opened, {} reused",
             tally.requests,

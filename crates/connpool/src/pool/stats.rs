@@ -81,6 +81,22 @@ impl Counters {
     pub fn evicted_total(&self) -> u64 {
         self.evicted_by_reason.iter().sum()
     }
+
+    /// Idle connections found *stale* (closed by the peer, reset, or with
+    /// bytes nobody asked for) and evicted instead of handed out: the
+    /// keep-alive races the check prevented.
+    ///
+    /// ```
+    /// let c = connpool::Counters::default();
+    /// assert_eq!(c.evicted_stale(), 0);
+    /// ```
+    pub fn evicted_stale(&self) -> u64 {
+        EvictReason::ALL
+            .into_iter()
+            .filter(|reason| reason.is_stale())
+            .map(|reason| self.evicted(reason))
+            .sum()
+    }
 }
 
 /// A snapshot of a whole pool, from [`Pool::stats`](crate::Pool::stats).
