@@ -108,11 +108,11 @@
 //!   others turn it on). That costs nothing here: each request is one
 //!   write, made after the previous response acknowledged everything sent.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+mod common;
+
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -121,14 +121,16 @@ use http_body_util::{BodyExt, Empty};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
 
+use common::{
+    BoxError, Count, Counting, Heads, HyperClient, RESPONSE, ServerProcess, allowed_cpus, check,
+    pin_current_thread,
+};
+
 // --------------------------------------------------------------- constants
 
 /// Set in the environment of the child process that serves; its value is
 /// the CPU to pin the server to, or `-`.
 const SERVER_ENV: &str = "CONNPOOL_BENCH_SERVER";
-/// The server's one response.
-const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nhello, world\n";
-const BODY: &[u8] = b"hello, world\n";
 const CONCURRENCIES: [usize; 2] = [1, 32];
 const DEFAULT_REQUESTS: u64 = 100_000;
 const QUICK_REQUESTS: u64 = 6_000;
@@ -136,89 +138,36 @@ const DEFAULT_WARMUP: u64 = 2_000;
 const QUICK_WARMUP: u64 = 300;
 const DEFAULT_ROUNDS: u64 = 5;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 // -------------------------------------------------------- counting allocator
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 static ALLOC_BYTES: AtomicU64 = AtomicU64::new(0);
 
-/// `System`, counting allocations and the bytes asked for.
-struct Counting;
+/// Counts allocations and the bytes asked for (a `realloc` as one
+/// allocation of its new size).
+struct Totals;
 
 fn count_alloc(size: usize) {
     ALLOCS.fetch_add(1, Ordering::Relaxed);
     ALLOC_BYTES.fetch_add(size as u64, Ordering::Relaxed);
 }
 
-// SAFETY: every method forwards to `System` with the caller's arguments
-// unchanged, so `System`'s guarantees are ours; counting touches only
-// atomics and never allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_alloc(layout.size());
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.alloc(layout) }
+impl Count for Totals {
+    fn allocated(&self, size: usize) {
+        count_alloc(size);
     }
 
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count_alloc(layout.size());
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+    fn reallocated(&self, _old_size: usize, new_size: usize) {
         count_alloc(new_size);
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.realloc(ptr, layout, new_size) }
     }
 
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.dealloc(ptr, layout) }
-    }
+    fn freed(&self, _size: usize) {}
 }
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: Counting<Totals> = Counting(Totals);
 
 // ------------------------------------------------------------ system calls
-
-/// The CPUs this process may run on.
-fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: `cpu_set_t` is plain data for which all zeroes is the empty
-    // set; `sched_getaffinity` writes at most `size_of::<cpu_set_t>()`
-    // bytes into the set we own; `CPU_ISSET` reads inside it for indexes
-    // below `CPU_SETSIZE`.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return Vec::new();
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
-            .collect()
-    }
-}
-
-/// Pins the calling thread to `cpus`; threads it starts later inherit the
-/// set.
-fn pin_current_thread(cpus: &[usize]) -> std::io::Result<()> {
-    // SAFETY: as in `allowed_cpus`; `CPU_SET` writes inside the set we own
-    // for indexes below `CPU_SETSIZE` (checked), and `sched_setaffinity`
-    // only reads it; pid 0 is the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for &cpu in cpus {
-            assert!(cpu < libc::CPU_SETSIZE as usize, "CPU {cpu} out of range");
-            libc::CPU_SET(cpu, &mut set);
-        }
-        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
 
 /// User and system CPU time of this whole process so far.
 fn cpu_times() -> (Duration, Duration) {
@@ -241,19 +190,11 @@ fn cpu_times() -> (Duration, Duration) {
 /// The child process: pins itself, listens on 127.0.0.1, prints its port,
 /// and serves one thread per connection until its stdin closes.
 fn serve(cpu: &str) {
-    let pinned = cpu.parse::<usize>().map(|c| (c, pin_current_thread(&[c])));
-    if let Ok((cpu, Err(e))) = pinned {
-        eprintln!("server: could not pin to CPU {cpu}: {e}");
-    }
+    common::pin_server(cpu);
     let listener = TcpListener::bind("127.0.0.1:0").expect("server: bind");
     let port = listener.local_addr().expect("server: local addr").port();
-    println!("{port}");
-    std::io::stdout().flush().expect("server: stdout");
-    std::thread::spawn(|| {
-        // The parent holds our stdin: EOF means it is gone.
-        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-        std::process::exit(0);
-    });
+    common::announce(&port.to_string());
+    common::exit_when_stdin_closes();
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         std::thread::Builder::new()
@@ -267,74 +208,20 @@ fn serve(cpu: &str) {
 /// client closes (or sends a head larger than the buffer).
 fn serve_connection(mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let mut buf = [0u8; 8192];
-    let (mut start, mut end) = (0, 0);
+    let mut heads = Heads::<8192>::new();
     loop {
-        while let Some(at) = find_head_end(&buf[start..end]) {
+        while heads.next_head().is_some() {
             if stream.write_all(RESPONSE).is_err() {
                 return;
             }
-            start += at;
         }
-        if start == end {
-            (start, end) = (0, 0);
-        } else if end == buf.len() {
-            if start == 0 {
-                return; // a head larger than the buffer
-            }
-            buf.copy_within(start..end, 0);
-            (start, end) = (0, end - start);
-        }
-        match stream.read(&mut buf[end..]) {
+        let Some(spare) = heads.spare() else {
+            return; // a head larger than the buffer
+        };
+        match stream.read(spare) {
             Ok(0) | Err(_) => return,
-            Ok(n) => end += n,
+            Ok(n) => heads.filled(n),
         }
-    }
-}
-
-/// The length of the first request head in `bytes`, blank line included.
-fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| at + 4)
-}
-
-/// The server child process, stopped when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start(cpu: Option<usize>) -> Server {
-        let exe = std::env::current_exe().expect("current exe");
-        let mut child = Command::new(exe)
-            .env(SERVER_ENV, cpu.map_or("-".to_string(), |c| c.to_string()))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the server process");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("server stdout"))
-            .read_line(&mut line)
-            .expect("read the server's port");
-        let port: u16 = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("the server printed {line:?}, not a port"));
-        Server {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take()); // the server exits at EOF
-        let _ = self.child.wait();
     }
 }
 
@@ -409,13 +296,6 @@ impl Target {
     }
 }
 
-fn check(status: u16, body: &[u8]) -> Result<(), BoxError> {
-    if status != 200 || body != BODY {
-        return Err(format!("unexpected response: {status} {body:?}").into());
-    }
-    Ok(())
-}
-
 /// One connection of `raw-blocking`, opened at its first request and
 /// opened again after an error.
 struct BlockingWorker {
@@ -459,11 +339,6 @@ impl BlockingWorker {
     }
 }
 
-type HyperClient = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    Empty<Bytes>,
->;
-
 /// One task's client on a runtime: its own connection for `raw-async`, a
 /// clone of the shared client otherwise.
 enum AsyncWorker {
@@ -494,18 +369,8 @@ impl AsyncWorker {
                 );
                 AsyncWorker::Connpool(client, target)
             }
-            Kind::HyperUtil => AsyncWorker::HyperUtil(
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build_http(),
-                target,
-            ),
-            Kind::Reqwest => AsyncWorker::Reqwest(
-                reqwest::Client::builder()
-                    .no_proxy()
-                    .build()
-                    .expect("reqwest client"),
-                target,
-            ),
+            Kind::HyperUtil => AsyncWorker::HyperUtil(common::hyper_builder().build_http(), target),
+            Kind::Reqwest => AsyncWorker::Reqwest(common::reqwest_client(), target),
         };
         let first = one();
         let mut workers = Vec::with_capacity(n);
@@ -935,32 +800,15 @@ impl Options {
             json: false,
             quick: false,
         };
-        let number = |flag: &str, v: Option<String>| -> Result<u64, String> {
-            v.and_then(|v| v.replace('_', "").parse().ok())
-                .filter(|&n: &u64| n > 0)
-                .ok_or_else(|| format!("{flag} wants a positive number"))
-        };
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--bench" => {} // passed by `cargo bench`
                 "--quick" => options.quick = true,
                 "--json" => options.json = true,
-                "--requests" => requests = Some(number("--requests", args.next())?),
-                "--warmup" => warmup = Some(number("--warmup", args.next())?),
-                "--rounds" => rounds = number("--rounds", args.next())?,
-                "--only" => {
-                    let names = args.next().ok_or("--only wants a client name")?;
-                    let kinds = names
-                        .split(',')
-                        .map(|n| {
-                            Kind::ALL
-                                .into_iter()
-                                .find(|k| k.name() == n.trim())
-                                .ok_or_else(|| format!("unknown client {n:?}"))
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    options.only = Some(kinds);
-                }
+                "--requests" => requests = Some(common::positive("--requests", args.next())?),
+                "--warmup" => warmup = Some(common::positive("--warmup", args.next())?),
+                "--rounds" => rounds = common::positive("--rounds", args.next())?,
+                "--only" => options.only = Some(common::only(args.next(), &Kind::ALL, Kind::name)?),
                 "--help" | "-h" => return Err(String::new()),
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -1039,21 +887,14 @@ fn main() {
         serve(&cpu);
         return;
     }
-    let options = match Options::parse(std::env::args().skip(1)) {
-        Ok(options) => options,
-        Err(why) if why.is_empty() => {
-            println!("{USAGE}"); // --help
-            return;
-        }
-        Err(why) => {
-            eprintln!("{why}\n{USAGE}");
-            std::process::exit(2);
-        }
+    let Some(options) = common::options_or_usage(Options::parse(std::env::args().skip(1)), USAGE)
+    else {
+        return;
     };
     let cpus_allowed = allowed_cpus().len();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = common::load_average();
     let mut placement = Placement::choose();
-    let server = Server::start(placement.server_cpu);
+    let server = ServerProcess::start(SERVER_ENV, &common::cpu_arg(placement.server_cpu));
     placement.pin_client();
     let target = Target::new(server.addr);
     let started = Instant::now();
@@ -1072,12 +913,15 @@ fn main() {
         placement: placement.describe(server.child.id()),
         took: started.elapsed(),
         cpus_allowed,
-        load: load
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" "),
-        versions: locked_versions(),
+        load,
+        versions: common::locked_versions(&[
+            "connpool",
+            "hyper",
+            "hyper-util",
+            "reqwest",
+            "tokio",
+            "http",
+        ]),
     };
     if options.json {
         println!("{}", report.json());
@@ -1091,45 +935,6 @@ fn main() {
 }
 
 // ------------------------------------------------------------------ report
-
-/// The versions in the workspace's `Cargo.lock` of the crates compared.
-fn locked_versions() -> Vec<(&'static str, String)> {
-    const CRATES: [&str; 6] = [
-        "connpool",
-        "hyper",
-        "hyper-util",
-        "reqwest",
-        "tokio",
-        "http",
-    ];
-    let lock = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|d| d.join("Cargo.lock"))
-        .find(|p| p.exists())
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_default();
-    let mut found = Vec::new();
-    let mut lines = lock.lines();
-    while let Some(line) = lines.next() {
-        let Some(name) = line
-            .strip_prefix("name = \"")
-            .and_then(|s| s.strip_suffix('"'))
-        else {
-            continue;
-        };
-        let Some(krate) = CRATES.iter().find(|c| **c == name) else {
-            continue;
-        };
-        let version = lines
-            .next()
-            .and_then(|l| l.strip_prefix("version = \""))
-            .and_then(|s| s.strip_suffix('"'))
-            .unwrap_or("?");
-        found.push((*krate, version.to_string()));
-    }
-    found.sort_by_key(|(name, _)| CRATES.iter().position(|c| c == name));
-    found
-}
 
 /// One goal of issue 5, checked: `None` when a client it needs was not run.
 struct Goal {
@@ -1360,12 +1165,7 @@ impl Report<'_> {
         }
         let _ = writeln!(out, "\n== goals (issue 5) ==");
         for goal in self.goals() {
-            let verdict = match goal.holds {
-                Some(true) => "holds     ",
-                Some(false) => "DOES NOT  ",
-                None => "not run   ",
-            };
-            let _ = writeln!(out, "  {verdict} {}", goal.text);
+            let _ = writeln!(out, "  {} {}", common::verdict(goal.holds), goal.text);
         }
         let _ = writeln!(out, "\nthe run took {:.1} s", self.took.as_secs_f64());
         out

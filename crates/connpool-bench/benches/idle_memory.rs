@@ -99,10 +99,11 @@
 //! two 8 KiB blocks (its read and write buffers), and small ones (the
 //! channel between the pool and the task, the pool's handle, ...).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -110,6 +111,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use common::{BoxError, Count, Counting, Heads, HyperClient, RESPONSE, ServerProcess, check};
 
 // --------------------------------------------------------------- constants
 
@@ -134,12 +137,7 @@ const HANG: Duration = Duration::from_secs(25);
 /// fraction of hyper-util's.
 const GOAL: f64 = 0.5;
 
-const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nhello, world\n";
-const BODY: &[u8] = b"hello, world\n";
-
 const USAGE: &str = "usage: idle_memory [--conns N]";
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 // -------------------------------------------------------- counting allocator
 
@@ -157,80 +155,36 @@ fn size_class(size: usize) -> &'static AtomicU64 {
     &LIVE_BY_SIZE[size.div_ceil(16).min(SIZE_CLASSES - 1)]
 }
 
-/// `System`, counting the bytes and blocks live.
-struct Counting;
+/// Counts the bytes and blocks live.
+struct Live;
 
-fn counted(ptr: *mut u8, size: usize) -> *mut u8 {
-    if !ptr.is_null() {
+impl Count for Live {
+    fn allocated(&self, size: usize) {
         LIVE_BYTES.fetch_add(size as u64, Ordering::Relaxed);
         LIVE_BLOCKS.fetch_add(1, Ordering::Relaxed);
         size_class(size).fetch_add(1, Ordering::Relaxed);
     }
-    ptr
-}
 
-// SAFETY: every method forwards to `System` with the caller's arguments
-// unchanged, so `System`'s guarantees are ours; counting touches only
-// atomics and never allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded as is (see the impl).
-        counted(unsafe { System.alloc(layout) }, layout.size())
+    fn reallocated(&self, old_size: usize, new_size: usize) {
+        // The old block is gone, the new one live: bytes change by the
+        // difference, blocks not at all.
+        LIVE_BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+        LIVE_BYTES.fetch_sub(old_size as u64, Ordering::Relaxed);
+        size_class(old_size).fetch_sub(1, Ordering::Relaxed);
+        size_class(new_size).fetch_add(1, Ordering::Relaxed);
     }
 
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded as is (see the impl).
-        counted(unsafe { System.alloc_zeroed(layout) }, layout.size())
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded as is (see the impl).
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            // The old block is gone, the new one live: bytes change by the
-            // difference, blocks not at all.
-            LIVE_BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
-            LIVE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
-            size_class(layout.size()).fetch_sub(1, Ordering::Relaxed);
-            size_class(new_size).fetch_add(1, Ordering::Relaxed);
-        }
-        new
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+    fn freed(&self, size: usize) {
+        LIVE_BYTES.fetch_sub(size as u64, Ordering::Relaxed);
         LIVE_BLOCKS.fetch_sub(1, Ordering::Relaxed);
-        size_class(layout.size()).fetch_sub(1, Ordering::Relaxed);
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.dealloc(ptr, layout) }
+        size_class(size).fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: Counting<Live> = Counting(Live);
 
 // ------------------------------------------------------------ system calls
-
-/// Raises this process's soft limit on open files to its hard limit and
-/// returns the new limit.
-fn raise_nofile_limit() -> std::io::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `getrlimit` writes one `rlimit` into the struct we own, and
-    // `setrlimit` only reads it; `RLIMIT_NOFILE` is a valid resource.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        limit.rlim_cur = limit.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(limit.rlim_cur)
-}
 
 fn page_size() -> u64 {
     // SAFETY: `sysconf` reads a configuration value; no memory is passed.
@@ -325,28 +279,16 @@ fn size_changes(before: &[u64], after: &[u64], min: u64) -> Vec<(u64, i64)> {
 
 /// The server child: prints its port, serves until its stdin closes.
 fn serve() {
-    if let Err(e) = raise_nofile_limit() {
-        eprintln!("server: could not raise RLIMIT_NOFILE: {e}");
-    }
+    common::raise_nofile_or_warn("server");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("server: runtime");
     rt.block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4().expect("server: socket");
-        socket
-            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .expect("server: bind");
-        // The kernel caps the backlog at net.core.somaxconn.
-        let listener = socket.listen(4096).expect("server: listen");
+        let listener = common::listen_local(4096);
         let port = listener.local_addr().expect("server: local addr").port();
-        println!("{port}");
-        std::io::stdout().flush().expect("server: stdout");
-        std::thread::spawn(|| {
-            // The parent holds our stdin: EOF means it is gone.
-            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-            std::process::exit(0);
-        });
+        common::announce(&port.to_string());
+        common::exit_when_stdin_closes();
         let counts = Arc::new(Counts::default());
         let mut accept_errors = 0u64;
         loop {
@@ -379,11 +321,10 @@ struct Counts {
 /// `GET /stats` gets the counts and a close.
 async fn serve_connection(mut stream: tokio::net::TcpStream, counts: Arc<Counts>) {
     let _ = stream.set_nodelay(true);
-    let mut buf = [0u8; 1024];
-    let (mut start, mut end) = (0, 0);
+    let mut heads = Heads::<1024>::new();
     'conn: loop {
-        while let Some(at) = find_head_end(&buf[start..end]) {
-            if buf[start..end].starts_with(b"GET /stats ") {
+        while let Some(head) = heads.next_head() {
+            if head.starts_with(b"GET /stats ") {
                 let body = format!(
                     "accepted {} open {}\n",
                     counts.accepted.load(Ordering::Relaxed),
@@ -400,31 +341,16 @@ async fn serve_connection(mut stream: tokio::net::TcpStream, counts: Arc<Counts>
             if stream.write_all(RESPONSE).await.is_err() {
                 break 'conn;
             }
-            start += at;
         }
-        if start == end {
-            (start, end) = (0, 0);
-        } else if end == buf.len() {
-            if start == 0 {
-                break; // a head larger than the buffer
-            }
-            buf.copy_within(start..end, 0);
-            (start, end) = (0, end - start);
-        }
-        match stream.read(&mut buf[end..]).await {
+        let Some(spare) = heads.spare() else {
+            break; // a head larger than the buffer
+        };
+        match stream.read(spare).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => end += n,
+            Ok(n) => heads.filled(n),
         }
     }
     counts.open.fetch_sub(1, Ordering::Relaxed);
-}
-
-/// The length of the first request head in `bytes`, blank line included.
-fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| at + 4)
 }
 
 /// The server's counts: connections accepted and open, asked on a
@@ -452,52 +378,9 @@ fn server_counts(addr: SocketAddr) -> Result<(u64, u64), BoxError> {
     Ok((accepted - 1, open))
 }
 
-/// The server child process, stopped when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start() -> Server {
-        let exe = std::env::current_exe().expect("current exe");
-        let mut child = Command::new(exe)
-            .env(SERVER_ENV, "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the server process");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("server stdout"))
-            .read_line(&mut line)
-            .expect("read the server's port");
-        let port: u16 = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("the server printed {line:?}, not a port"));
-        Server {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take()); // the server exits at EOF
-        let _ = self.child.wait();
-    }
-}
-
 // ------------------------------------------------------------------ clients
 
 const CLIENTS: [&str; 2] = ["connpool", "hyper-util"];
-
-type HyperClient = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    Empty<Bytes>,
->;
 
 #[derive(Clone)]
 enum AnyClient {
@@ -520,7 +403,7 @@ impl AnyClient {
                     .build(),
             ),
             "hyper-util" => AnyClient::HyperUtil(
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                common::hyper_builder()
                     .pool_idle_timeout(IDLE_TIMEOUT)
                     .pool_max_idle_per_host(conns)
                     .pool_timer(hyper_util::rt::TokioTimer::new())
@@ -566,13 +449,6 @@ impl AnyClient {
             AnyClient::HyperUtil(_) => None,
         }
     }
-}
-
-fn check(status: u16, body: &[u8]) -> Result<(), BoxError> {
-    if status != 200 || body != BODY {
-        return Err(format!("unexpected response: {status} {body:?}").into());
-    }
-    Ok(())
 }
 
 /// `n` concurrent GETs, each holding its connection until all `n` have
@@ -688,9 +564,7 @@ impl Measured {
 
 /// The client child: warm-up, before, burst, after; prints one JSON line.
 fn run_client(name: &str, addr: SocketAddr, conns: usize) {
-    if let Err(e) = raise_nofile_limit() {
-        eprintln!("{name}: could not raise RLIMIT_NOFILE: {e}");
-    }
+    common::raise_nofile_or_warn(name);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -739,7 +613,7 @@ fn run_client(name: &str, addr: SocketAddr, conns: usize) {
 
 /// Runs one client in a child process of its own, against a fresh server.
 fn measure(name: &str, conns: usize) -> Result<Measured, String> {
-    let server = Server::start();
+    let server = ServerProcess::start(SERVER_ENV, "1");
     let exe = std::env::current_exe().expect("current exe");
     let output = Command::new(exe)
         .env(CLIENT_ENV, name)
@@ -800,15 +674,12 @@ fn main() {
         run_client(&name, addr, conns);
         return;
     }
-    let conns = match parse_conns(std::env::args().skip(1)) {
-        Ok(conns) => conns,
-        Err(why) => {
-            eprintln!("{why}\n{USAGE}");
-            std::process::exit(2);
-        }
+    // `--help` is an unknown argument here: the usage, and exit status 2.
+    let Some(conns) = common::options_or_usage(parse_conns(std::env::args().skip(1)), USAGE) else {
+        return;
     };
-    let limit = match raise_nofile_limit() {
-        Ok(limit) => limit,
+    let limit = match common::raise_nofile(None) {
+        Ok((limit, _)) => limit,
         Err(e) => {
             eprintln!("could not raise RLIMIT_NOFILE: {e}");
             std::process::exit(1);
@@ -938,11 +809,7 @@ fn print_report(rows: &[(Measured, Duration)], conns: usize, limit: u64, took: D
         for (what, ratio) in &ratios[..2] {
             println!(
                 "  {} connpool {what} per idle connection <= {GOAL:.1}x hyper-util's: {ratio:.2}x",
-                if *ratio <= GOAL {
-                    "holds     "
-                } else {
-                    "DOES NOT  "
-                },
+                common::verdict(Some(*ratio <= GOAL)),
             );
         }
     }

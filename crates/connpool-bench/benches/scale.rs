@@ -76,10 +76,10 @@
 //! cut off after 20 s; requests not finished by then count as errors of
 //! kind `unfinished`.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -88,14 +88,13 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use common::{BODY, Heads, HyperClient, RESPONSE, ServerProcess, raise_nofile};
+
 // --------------------------------------------------------------- constants
 
 /// Set in the environment of the child process that serves:
 /// `CPU,DELAY_US`, CPU being `-` for "not pinned".
 const SERVER_ENV: &str = "CONNPOOL_SCALE_SERVER";
-/// The server's one response.
-const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nhello, world\n";
-const BODY: &[u8] = b"hello, world\n";
 const DEFAULT_REQUESTS: usize = 10_000;
 const DEFAULT_CAP: usize = 100;
 const DEFAULT_DELAY_US: u64 = 1_000;
@@ -104,65 +103,7 @@ const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A client's run is cut off after this long.
 const RUN_DEADLINE: Duration = Duration::from_secs(20);
 
-type HyperClient = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    Empty<Bytes>,
->;
-
 // ------------------------------------------------------------ system calls
-
-/// Sets this process's soft `RLIMIT_NOFILE` to `soft` (at most the hard
-/// limit), or to the hard limit; returns the (soft, hard) limits now in
-/// force.
-fn raise_nofile(soft: Option<u64>) -> std::io::Result<(u64, u64)> {
-    // SAFETY: `rlimit` is plain data; `getrlimit` fills the struct we own
-    // and `setrlimit` only reads it. Changing the soft limit within the
-    // hard one affects nothing but later `open`/`socket`/`accept` calls.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        lim.rlim_cur = soft.map_or(lim.rlim_max, |s| s.min(lim.rlim_max));
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok((lim.rlim_cur, lim.rlim_max))
-    }
-}
-
-/// The CPUs this process may run on.
-fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: `cpu_set_t` is plain data for which all zeroes is the empty
-    // set; `sched_getaffinity` writes at most `size_of::<cpu_set_t>()`
-    // bytes into the set we own; `CPU_ISSET` reads inside it for indexes
-    // below `CPU_SETSIZE`.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return Vec::new();
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
-            .collect()
-    }
-}
-
-/// Pins the calling thread to `cpu`; threads it starts later inherit it.
-fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
-    assert!(cpu < libc::CPU_SETSIZE as usize, "CPU {cpu} out of range");
-    // SAFETY: as in `allowed_cpus`; `CPU_SET` writes inside the set we own
-    // for an index below `CPU_SETSIZE` (checked), `sched_setaffinity`
-    // only reads it; pid 0 is the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
 
 /// The kernel's `TcpExt ListenOverflows` counter (0 if unreadable).
 fn listen_overflows() -> u64 {
@@ -222,33 +163,16 @@ struct ServerCounters {
 fn serve(spec: &str) {
     let (cpu, delay_us) = spec.split_once(',').unwrap_or((spec, "1000"));
     let delay = Duration::from_micros(delay_us.parse().unwrap_or(DEFAULT_DELAY_US));
-    let nofile = match raise_nofile(None) {
-        Ok((soft, _)) => soft,
-        Err(e) => {
-            eprintln!("server: could not raise RLIMIT_NOFILE: {e}");
-            0
-        }
-    };
-    let pinned = cpu.parse::<usize>().map(|c| (c, pin_current_thread(c)));
-    if let Ok((cpu, Err(e))) = pinned {
-        eprintln!("server: could not pin to CPU {cpu}: {e}");
-    }
+    let nofile = common::raise_nofile_or_warn("server").unwrap_or(0);
+    common::pin_server(cpu);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("server: runtime");
     let counters = Arc::new(ServerCounters::default());
-    let listener = rt.block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4().expect("server: socket");
-        socket
-            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .expect("server: bind");
-        // The kernel caps the backlog at net.core.somaxconn.
-        socket.listen(65_535).expect("server: listen")
-    });
+    let listener = rt.block_on(async { common::listen_local(65_535) });
     let port = listener.local_addr().expect("server: local addr").port();
-    println!("{port} {nofile}");
-    std::io::stdout().flush().expect("server: stdout");
+    common::announce(&format!("{port} {nofile}"));
     let reporter = Arc::clone(&counters);
     std::thread::spawn(move || report_on_request(&reporter));
     rt.block_on(async move {
@@ -310,10 +234,9 @@ async fn serve_connection(
     counters: &ServerCounters,
 ) {
     let _ = stream.set_nodelay(true);
-    let mut buf = [0u8; 2048];
-    let (mut start, mut end) = (0, 0);
+    let mut heads = Heads::<2048>::new();
     loop {
-        while let Some(at) = find_head_end(&buf[start..end]) {
+        while heads.next_head().is_some() {
             counters.requests.fetch_add(1, Ordering::Relaxed);
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
@@ -321,30 +244,15 @@ async fn serve_connection(
             if stream.write_all(RESPONSE).await.is_err() {
                 return;
             }
-            start += at;
         }
-        if start == end {
-            (start, end) = (0, 0);
-        } else if end == buf.len() {
-            if start == 0 {
-                return; // a head larger than the buffer
-            }
-            buf.copy_within(start..end, 0);
-            (start, end) = (0, end - start);
-        }
-        match stream.read(&mut buf[end..]).await {
+        let Some(spare) = heads.spare() else {
+            return; // a head larger than the buffer
+        };
+        match stream.read(spare).await {
             Ok(0) | Err(_) => return,
-            Ok(n) => end += n,
+            Ok(n) => heads.filled(n),
         }
     }
-}
-
-/// The length of the first request head in `bytes`, blank line included.
-fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| at + 4)
 }
 
 /// The server's counters at one moment.
@@ -360,50 +268,35 @@ struct ServerStats {
 
 /// The server child process, stopped when dropped.
 struct Server {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-    addr: SocketAddr,
+    process: ServerProcess,
     nofile: u64,
 }
 
 impl Server {
     fn start(cpu: Option<usize>, delay_us: u64) -> Server {
-        let exe = std::env::current_exe().expect("current exe");
-        let cpu = cpu.map_or("-".to_string(), |c| c.to_string());
-        let mut child = Command::new(exe)
-            .env(SERVER_ENV, format!("{cpu},{delay_us}"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the server process");
-        let stdin = child.stdin.take();
-        let mut stdout = BufReader::new(child.stdout.take().expect("server stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("read the server's port");
-        let mut words = line.split_whitespace().map(str::parse::<u64>);
-        let (Some(Ok(port)), Some(Ok(nofile))) = (words.next(), words.next()) else {
+        let value = format!("{},{delay_us}", common::cpu_arg(cpu));
+        let process = ServerProcess::start(SERVER_ENV, &value);
+        let line = &process.first_line;
+        let Some(Ok(nofile)) = line.split_whitespace().nth(1).map(str::parse::<u64>) else {
             panic!("the server printed {line:?}, not its port and file limit");
         };
-        Server {
-            child,
-            stdin,
-            stdout,
-            addr: SocketAddr::from(([127, 0, 0, 1], port as u16)),
-            nofile,
-        }
+        Server { process, nofile }
+    }
+
+    fn pid(&self) -> u32 {
+        self.process.child.id()
     }
 
     /// The server's counters now; restarts its peak.
     fn stats(&mut self) -> ServerStats {
-        let stdin = self.stdin.as_mut().expect("server stdin");
+        let stdin = self.process.child.stdin.as_mut().expect("server stdin");
         stdin
             .write_all(b"\n")
             .and_then(|()| stdin.flush())
             .expect("ask the server for its counters");
         let mut line = String::new();
-        self.stdout
+        self.process
+            .stdout
             .read_line(&mut line)
             .expect("read the server's counters");
         let n: Vec<u64> = line
@@ -431,13 +324,6 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        drop(self.stdin.take()); // the server exits at EOF
-        let _ = self.child.wait();
     }
 }
 
@@ -557,16 +443,8 @@ impl AnyClient {
                     .max_waiters_per_host(options.requests.max(1))
                     .build(),
             ),
-            Kind::Reqwest => AnyClient::Reqwest(
-                reqwest::Client::builder()
-                    .no_proxy()
-                    .build()
-                    .expect("reqwest client"),
-            ),
-            Kind::HyperUtil => AnyClient::HyperUtil(
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build_http(),
-            ),
+            Kind::Reqwest => AnyClient::Reqwest(common::reqwest_client()),
+            Kind::HyperUtil => AnyClient::HyperUtil(common::hyper_builder().build_http()),
         }
     }
 
@@ -696,7 +574,7 @@ async fn sample_pool(client: connpool::http::Client, stop: Arc<AtomicBool>) -> (
 fn run_client(kind: Kind, options: &Options, server: &mut Server, url: &'static str) -> Row {
     let before = server.wait_until_idle(Duration::from_secs(3));
     let overflows_before = listen_overflows();
-    let cpu_before = (process_cpu(None), process_cpu(Some(server.child.id())));
+    let cpu_before = (process_cpu(None), process_cpu(Some(server.pid())));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -794,7 +672,7 @@ fn run_client(kind: Kind, options: &Options, server: &mut Server, url: &'static 
     // descriptor, and a client may have used them all.
     row.listen_overflows = listen_overflows().saturating_sub(overflows_before);
     row.client_cpu = process_cpu(None).saturating_sub(cpu_before.0);
-    row.server_cpu = process_cpu(Some(server.child.id())).saturating_sub(cpu_before.1);
+    row.server_cpu = process_cpu(Some(server.pid())).saturating_sub(cpu_before.1);
     row
 }
 
@@ -821,16 +699,7 @@ impl Options {
             only: None,
             nofile: None,
         };
-        let number = |flag: &str, v: Option<String>| -> Result<u64, String> {
-            v.and_then(|v| v.replace('_', "").parse().ok())
-                .ok_or_else(|| format!("{flag} wants a number"))
-        };
-        let positive = |flag: &str, v: Option<String>| -> Result<u64, String> {
-            number(flag, v)
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| format!("{flag} wants a positive number"))
-        };
+        use common::{number, positive};
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--bench" => {} // passed by `cargo bench`
@@ -838,19 +707,7 @@ impl Options {
                 "--cap" => options.cap = positive("--cap", args.next())? as usize,
                 "--delay-us" => options.delay_us = number("--delay-us", args.next())?,
                 "--nofile" => options.nofile = Some(positive("--nofile", args.next())?),
-                "--only" => {
-                    let names = args.next().ok_or("--only wants a client name")?;
-                    let kinds = names
-                        .split(',')
-                        .map(|n| {
-                            Kind::ALL
-                                .into_iter()
-                                .find(|k| k.name() == n.trim())
-                                .ok_or_else(|| format!("unknown client {n:?}"))
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    options.only = Some(kinds);
-                }
+                "--only" => options.only = Some(common::only(args.next(), &Kind::ALL, Kind::name)?),
                 "--help" | "-h" => return Err(String::new()),
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -868,24 +725,17 @@ fn main() {
         serve(&spec);
         return;
     }
-    let options = match Options::parse(std::env::args().skip(1)) {
-        Ok(options) => options,
-        Err(why) if why.is_empty() => {
-            println!("{USAGE}");
-            return;
-        }
-        Err(why) => {
-            eprintln!("{why}\n{USAGE}");
-            std::process::exit(2);
-        }
+    let Some(options) = common::options_or_usage(Options::parse(std::env::args().skip(1)), USAGE)
+    else {
+        return;
     };
     let nofile = raise_nofile(options.nofile);
-    let cpus = allowed_cpus();
+    let cpus = common::allowed_cpus();
     let server_cpu = (cpus.len() >= 2).then(|| cpus[1]);
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = common::load_average();
     let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap_or_default();
     let mut server = Server::start(server_cpu, options.delay_us);
-    let url: &'static str = Box::leak(format!("http://{}/", server.addr).into_boxed_str());
+    let url: &'static str = Box::leak(format!("http://{}/", server.process.addr).into_boxed_str());
     let started = Instant::now();
     let rows: Vec<Row> = Kind::ALL
         .into_iter()
@@ -901,12 +751,8 @@ fn main() {
         server_nofile: server.nofile,
         cpus: cpus.len(),
         server_cpu,
-        server_pid: server.child.id(),
-        load: load
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" "),
+        server_pid: server.pid(),
+        load,
         somaxconn: somaxconn.trim().to_string(),
     };
     header.write(&mut out);
@@ -943,7 +789,12 @@ impl Header<'_> {
              2-worker multi_thread runtime ==",
             o.requests, o.delay_us
         );
-        let _ = writeln!(out, "crates: {}", locked_versions().join(", "));
+        let versions: Vec<_> =
+            common::locked_versions(&["connpool", "hyper-util", "reqwest", "tokio"])
+                .into_iter()
+                .map(|(name, version)| format!("{name} {version}"))
+                .collect();
+        let _ = writeln!(out, "crates: {}", versions.join(", "));
         let _ = writeln!(
             out,
             "machine: {} CPU(s) allowed, load average at start {}, net.core.somaxconn {}",
@@ -1117,11 +968,7 @@ fn write_table(out: &mut String, rows: &[Row], options: &Options) -> Option<bool
         let created = r.pool.as_ref().map_or(0, |p| p.counters.created);
         r.opened <= options.cap as u64 && created <= options.cap as u64 && r.error_count() == 0
     });
-    let verdict = match holds {
-        Some(true) => "holds     ",
-        Some(false) => "DOES NOT  ",
-        None => "not run   ",
-    };
+    let verdict = common::verdict(holds);
     let detail = connpool.map_or_else(String::new, |r| {
         format!(
             ": opened {}, created {}, errors {}",
@@ -1137,36 +984,4 @@ fn write_table(out: &mut String, rows: &[Row], options: &Options) -> Option<bool
         options.requests, options.cap, options.cap
     );
     holds
-}
-
-/// `name version` of the compared crates in the workspace's `Cargo.lock`.
-fn locked_versions() -> Vec<String> {
-    const CRATES: [&str; 4] = ["connpool", "hyper-util", "reqwest", "tokio"];
-    let lock = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|d| d.join("Cargo.lock"))
-        .find(|p| p.exists())
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_default();
-    let mut found = Vec::new();
-    let mut lines = lock.lines();
-    while let Some(line) = lines.next() {
-        let Some(name) = line
-            .strip_prefix("name = \"")
-            .and_then(|s| s.strip_suffix('"'))
-        else {
-            continue;
-        };
-        let Some(pos) = CRATES.iter().position(|c| *c == name) else {
-            continue;
-        };
-        let version = lines
-            .next()
-            .and_then(|l| l.strip_prefix("version = \""))
-            .and_then(|s| s.strip_suffix('"'))
-            .unwrap_or("?");
-        found.push((pos, format!("{name} {version}")));
-    }
-    found.sort();
-    found.into_iter().map(|(_, s)| s).collect()
 }
