@@ -391,7 +391,7 @@ impl Client {
                 headers.insert(header::USER_AGENT, ua.clone());
             }
         }
-        let close = !config.keep_alive || has_token(&headers, header::CONNECTION, "close");
+        let close = !config.keep_alive || wire::has_token(&headers, &header::CONNECTION, "close");
         let framing = match parts.body.len() {
             Some(0) => BodyFraming::None,
             Some(n) => BodyFraming::Length(n),
@@ -776,14 +776,6 @@ fn head_may_be_complete(buf: &[u8], scanned: &mut usize, max_head_bytes: usize) 
         *scanned = buf.len();
     }
     found
-}
-
-/// Whether any `name` field has `token` in its comma-separated list.
-pub(crate) fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    })
 }
 
 /// What the caller gave, before validation.

@@ -33,8 +33,8 @@ pub(crate) use keep_alive::KeepAliveHint;
 pub(crate) use request::{BodyFraming, LAST_CHUNK, encode_chunk, encode_head, push_decimal};
 pub(crate) use response::{Framing, HeadLimits, ResponseHead, parse_head};
 
-use http::HeaderMap;
 use http::header::HeaderName;
+use http::{HeaderMap, HeaderValue};
 
 /// Strips optional whitespace (SP and HTAB, RFC 9110 §5.6.3) from both
 /// ends.
@@ -109,10 +109,16 @@ fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// Whether any field line named `name` lists `token` (ASCII
 /// case-insensitive), across comma lists and repeated field lines, as
 /// `Connection` does (RFC 9110 §7.6.1).
-fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|value| {
-        list_elements(value.as_bytes()).any(|e| e.eq_ignore_ascii_case(token.as_bytes()))
-    })
+pub(crate) fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .any(|value| value_has_token(value, token))
+}
+
+/// Whether one field value lists `token` (ASCII case-insensitive).
+fn value_has_token(value: &HeaderValue, token: &str) -> bool {
+    list_elements(value.as_bytes()).any(|e| e.eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// `tchar` of RFC 9110 §5.6.2: the bytes of a token (method, field name).

@@ -38,7 +38,7 @@
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderValue, Method};
 
-use super::{is_tchar, list_elements, parse_decimal, quote_bytes, trim_ows};
+use super::{is_tchar, parse_decimal, quote_bytes, trim_ows, value_has_token};
 use crate::{Error, ErrorKind};
 
 /// How the request body is delimited on the wire.
@@ -159,7 +159,7 @@ impl<'h> HeadPlan<'h> {
                 check_user_transfer_encoding(value, body)?;
                 user_chunked = true;
             } else {
-                if name == CONNECTION && has_token_in(value, "close") {
+                if name == CONNECTION && value_has_token(value, "close") {
                     user_close = true;
                 }
                 len += name.as_str().len() + 2 + value.len() + CRLF.len();
@@ -256,10 +256,6 @@ impl<'h> HeadPlan<'h> {
 /// without it some servers wait for a body, others answer `411`.
 fn body_expected(method: &Method) -> bool {
     *method == Method::POST || *method == Method::PUT || *method == Method::PATCH
-}
-
-fn has_token_in(value: &HeaderValue, token: &str) -> bool {
-    list_elements(value.as_bytes()).any(|e| e.eq_ignore_ascii_case(token.as_bytes()))
 }
 
 fn invalid(message: impl Into<String>) -> Error {
