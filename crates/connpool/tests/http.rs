@@ -843,3 +843,27 @@ async fn a_write_into_a_connection_the_server_reset_is_a_broken_pipe_or_reset() 
         (Some(1), Some(false))
     );
 }
+
+#[tokio::test]
+async fn the_last_request_of_a_connection_keeps_its_body_when_it_gains_connection_close() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::builder().max_requests_per_conn(Some(2)).build();
+    for body in [
+        "first",
+        "second (the last: re-encoded with Connection: close)",
+    ] {
+        let resp = client
+            .post(server.url("/echo"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.text().await.unwrap(), body);
+    }
+    warm(&client, &server).await;
+    assert_eq!(
+        server.accepted(),
+        2,
+        "the second request closed the first connection"
+    );
+}

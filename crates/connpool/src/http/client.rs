@@ -407,17 +407,14 @@ impl Client {
             framing,
             close,
         )?;
-        let mut body = parts.body;
-        let mut body_in_wire = false;
-        if let BodyKind::Full(bytes) = &body.kind {
-            if bytes.len() <= COALESCE_BODY {
-                wire_buf.extend_from_slice(bytes);
-                body_in_wire = true;
+        let head_len = wire_buf.len();
+        let body = match parts.body.kind {
+            BodyKind::Full(bytes) if bytes.len() <= COALESCE_BODY => {
+                wire_buf.extend_from_slice(&bytes);
+                Body::empty()
             }
-        }
-        if body_in_wire {
-            body = Body::empty();
-        }
+            kind => Body { kind },
+        };
         Ok(Prepared {
             method: parts.method,
             key,
@@ -425,6 +422,7 @@ impl Client {
             headers,
             framing,
             wire: wire_buf,
+            head_len,
             body,
             close,
         })
@@ -798,6 +796,8 @@ struct Prepared {
     framing: BodyFraming,
     /// The head, and the body too when it is small and in memory.
     wire: Vec<u8>,
+    /// Where the head ends in `wire`.
+    head_len: usize,
     /// The body when it is not in `wire`.
     body: Body,
     /// The request says `Connection: close` (the caller's header, or keep-
@@ -819,8 +819,7 @@ impl Prepared {
             true,
         )?;
         // The part of `wire` after the old head is the coalesced body.
-        let old_head_len = find_head_end(&self.wire).unwrap_or(self.wire.len());
-        head.extend_from_slice(&self.wire[old_head_len..]);
+        head.extend_from_slice(&self.wire[self.head_len..]);
         Ok(head)
     }
 }
@@ -831,13 +830,6 @@ fn target_of(uri: &Uri) -> &str {
         None | Some("") => "/",
         Some(target) => target,
     }
-}
-
-/// The length of an encoded head: up to and including the blank line.
-fn find_head_end(wire: &[u8]) -> Option<usize> {
-    wire.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 4)
 }
 
 /// What one request has done so far, kept outside the attempt so that a

@@ -444,7 +444,9 @@ impl ResponseBody {
     /// (see [`ResponseBody::trailers`]).
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
         loop {
-            let frame = std::future::poll_fn(|cx| Pin::new(&mut *self).poll_frame_inner(cx)).await;
+            let frame =
+                std::future::poll_fn(|cx| http_body::Body::poll_frame(Pin::new(&mut *self), cx))
+                    .await;
             match frame {
                 None => return Ok(None),
                 Some(Err(e)) => return Err(e),
@@ -454,13 +456,6 @@ impl ResponseBody {
                 },
             }
         }
-    }
-
-    fn poll_frame_inner(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        http_body::Body::poll_frame(self, cx)
     }
 
     /// The trailers of a chunked body, once [`chunk`](Self::chunk) has
