@@ -2,38 +2,24 @@
 //! `HttpServer`): keep-alive reuse, the stale-connection rules, every
 //! response fault, timeouts, and the body's return-or-close rules.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use connpool::http::{Client, HostKey, TraceStep};
-use connpool::{CloseReason, ErrorKind, Event, EventKind, EvictReason};
+use connpool::{CloseReason, ErrorKind, EvictReason};
 use connpool_testkit::CloseMode;
 use connpool_testkit::http::{HttpCloseCause, HttpServer};
 
-/// Pool events as (conn, kind), collected by an observer.
-#[derive(Clone, Default)]
-struct Events(Arc<Mutex<Vec<Seen>>>);
+mod common;
 
-/// One pool event: the connection it concerns and what happened.
-type Seen = (Option<u64>, EventKind);
+/// The pool events a client's observer saw.
+type Events = common::Recorder<HostKey>;
 
-impl Events {
-    fn observer(&self) -> impl Fn(&Event<'_, HostKey>) + Send + Sync + 'static {
-        let events = self.0.clone();
-        move |e| events.lock().unwrap().push((e.conn, e.kind.clone()))
-    }
-    fn count(&self, f: impl Fn(&EventKind) -> bool) -> usize {
-        self.0.lock().unwrap().iter().filter(|(_, k)| f(k)).count()
-    }
-    fn evicted(&self, reason: EvictReason) -> usize {
-        self.count(|k| *k == EventKind::Evicted { reason })
-    }
-    fn returned(&self) -> usize {
-        self.count(|k| *k == EventKind::Returned)
-    }
-    fn closed(&self, reason: CloseReason) -> usize {
-        self.count(|k| *k == EventKind::Closed { reason })
-    }
+/// A GET with tracing on, its body read to the end: the whole trace,
+/// including what became of the connection.
+async fn traced_get(client: &Client, url: &str) -> connpool::http::RequestTrace {
+    let mut resp = client.get(url).trace(true).send().await.unwrap();
+    while resp.chunk().await.unwrap().is_some() {}
+    resp.trace().unwrap()
 }
 
 fn client_with(events: &Events) -> Client {
@@ -247,31 +233,13 @@ async fn keep_alive_hints_shorten_the_idle_deadline() {
     let server = HttpServer::start_default().unwrap();
     let client = Client::new();
     // timeout=1 is within the 1 s margin: do not reuse.
-    let resp = client
-        .get(server.url("/keep-alive-hint?timeout=1"))
-        .trace(true)
-        .send()
-        .await
-        .unwrap();
-    let trace_holder = resp.trace();
-    drop(trace_holder);
-    let mut resp = resp;
-    while resp.chunk().await.unwrap().is_some() {}
-    let trace = resp.trace().unwrap();
+    let trace = traced_get(&client, &server.url("/keep-alive-hint?timeout=1")).await;
     assert!(
         trace.contains(|s| matches!(s, TraceStep::ConnClosed { .. })),
         "{trace}"
     );
     // timeout=3: reused, with a deadline of 2 s.
-    let resp = client
-        .get(server.url("/keep-alive-hint?timeout=3"))
-        .trace(true)
-        .send()
-        .await
-        .unwrap();
-    let mut resp = resp;
-    while resp.chunk().await.unwrap().is_some() {}
-    let trace = resp.trace().unwrap();
+    let trace = traced_get(&client, &server.url("/keep-alive-hint?timeout=3")).await;
     assert!(
         trace.contains(|s| *s
             == TraceStep::ConnReturned {
@@ -527,8 +495,8 @@ async fn a_trace_tells_the_whole_story() {
     let client = Client::builder().trace_requests(true).build();
     let resp = client.get(server.url("/")).send().await.unwrap();
     resp.bytes().await.unwrap();
-    let resp = client.get(server.url("/")).send().await.unwrap();
-    let mut resp = resp;
+    // No `.trace(true)`: the client's `trace_requests` turns it on.
+    let mut resp = client.get(server.url("/")).send().await.unwrap();
     while resp.chunk().await.unwrap().is_some() {}
     let trace = resp.trace().unwrap();
     let steps: Vec<&TraceStep> = trace.steps().iter().map(|(_, s)| s).collect();

@@ -3,6 +3,7 @@
 //! connections just before, during and just after the client reuses them.
 //! GETs and PUTs must never fail; POSTs must never be answered twice.
 
+mod common;
 mod straddle;
 
 use std::collections::HashMap;

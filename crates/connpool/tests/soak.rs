@@ -6,6 +6,7 @@
 //!
 //! `CONNPOOL_SOAK_REQUESTS` sets the total (default 3000).
 
+mod common;
 mod straddle;
 
 use std::time::Duration;

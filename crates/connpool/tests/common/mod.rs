@@ -130,6 +130,28 @@ impl<K: Clone + Send + Sync + 'static> Recorder<K> {
             .collect()
     }
 
+    /// How many recorded events match.
+    pub fn count(&self, f: impl Fn(&EventKind) -> bool) -> usize {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, k)| f(k))
+            .count()
+    }
+
+    pub fn evicted(&self, reason: connpool::EvictReason) -> usize {
+        self.count(|k| *k == EventKind::Evicted { reason })
+    }
+
+    pub fn returned(&self) -> usize {
+        self.count(|k| *k == EventKind::Returned)
+    }
+
+    pub fn closed(&self, reason: connpool::CloseReason) -> usize {
+        self.count(|k| *k == EventKind::Closed { reason })
+    }
+
     pub fn take(&self) -> Vec<EventKind> {
         let kinds = self.kinds();
         self.events.lock().unwrap().clear();

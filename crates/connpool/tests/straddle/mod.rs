@@ -6,6 +6,8 @@ use std::time::Duration;
 use connpool::Error;
 use connpool::http::Client;
 
+use super::common::Rng;
+
 /// What one stream of requests saw.
 #[derive(Debug, Default)]
 pub struct Tally {
@@ -34,25 +36,10 @@ impl Tally {
     }
 }
 
-/// A tiny seeded generator: gaps must differ between runs of a stream but
-/// be reproducible from the seed printed on failure.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    /// Uniform in `[lo, hi]`.
-    pub fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
-        let span = (hi - lo).as_micros() as u64 + 1;
-        lo + Duration::from_micros(self.next() % span)
-    }
+/// A gap drawn uniformly from `[lo, hi]`.
+fn gap(rng: &mut Rng, lo: Duration, hi: Duration) -> Duration {
+    let span = (hi - lo).as_micros() as u64 + 1;
+    lo + Duration::from_micros(rng.below(span))
 }
 
 /// Sends `n` requests one after another (GET, PUT, POST in turn) to
@@ -69,7 +56,7 @@ pub async fn stream(
     let mut rng = Rng::new(seed);
     let mut tally = Tally::default();
     for i in 0..n {
-        tokio::time::sleep(rng.between(lo, hi)).await;
+        tokio::time::sleep(gap(&mut rng, lo, hi)).await;
         let method = ["GET", "PUT", "POST"][i % 3];
         let id = format!("s{stream_id}-r{i}");
         tally.sent.push((method.to_string(), id.clone()));
