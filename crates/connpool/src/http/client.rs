@@ -699,28 +699,30 @@ async fn read_head(
     tracer: &Tracer,
     progress: &mut Progress,
 ) -> Result<ResponseHead, Error> {
-    // Bytes at the front of `read_buf` known to hold no end of head: a
-    // server trickling its head byte by byte costs one scan, not one
-    // parse per byte (which would be quadratic in the head's size).
-    let mut scanned = 0;
+    let mut end = wire::SectionEnd::default();
     loop {
-        if head_may_be_complete(&c.read_buf, &mut scanned, limits.max_head_bytes) {
-            if let Some((head, len)) = wire::parse_head(&c.read_buf, method, limits)? {
-                c.read_buf.advance(len);
-                scanned = 0;
-                if !head.status.is_informational() {
-                    return Ok(head);
+        // At the size limit the parser is asked anyway: it reports the error.
+        let full = c.read_buf.len() >= limits.max_head_bytes;
+        if full || end.may_be_in(&c.read_buf) {
+            match wire::parse_head(&c.read_buf, method, limits)? {
+                None => end.incomplete(c.read_buf.len()),
+                Some((head, len)) => {
+                    c.read_buf.advance(len);
+                    end = wire::SectionEnd::default();
+                    if !head.status.is_informational() {
+                        return Ok(head);
+                    }
+                    if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
+                        return Err(Error::new(
+                            ErrorKind::MalformedResponse,
+                            "101 Switching Protocols, but no upgrade was asked for",
+                        ));
+                    }
+                    tracer.record(TraceStep::Interim {
+                        status: head.status.as_u16(),
+                    });
+                    continue;
                 }
-                if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
-                    return Err(Error::new(
-                        ErrorKind::MalformedResponse,
-                        "101 Switching Protocols, but no upgrade was asked for",
-                    ));
-                }
-                tracer.record(TraceStep::Interim {
-                    status: head.status.as_u16(),
-                });
-                continue;
             }
         }
         c.ensure_read_buf();
@@ -747,33 +749,6 @@ async fn read_head(
             tracer.record(TraceStep::FirstResponseByte);
         }
     }
-}
-
-/// Whether `buf` may hold a whole response head: it has an empty line
-/// (`\n\r\n` or `\n\n`) after the first `scanned` bytes, or it reached
-/// the size limit (the parser then reports it). Moves `scanned` on.
-fn head_may_be_complete(buf: &[u8], scanned: &mut usize, max_head_bytes: usize) -> bool {
-    if buf.is_empty() {
-        return false;
-    }
-    if buf.len() >= max_head_bytes {
-        return true;
-    }
-    // Step back so an empty line split across two reads is seen.
-    let from = scanned.saturating_sub(2);
-    let rest = &buf[from..];
-    let found = rest.iter().enumerate().any(|(i, &b)| {
-        b == b'\n'
-            && match rest.get(i + 1) {
-                Some(b'\n') => true,
-                Some(b'\r') => rest.get(i + 2) == Some(&b'\n'),
-                _ => false,
-            }
-    });
-    if !found {
-        *scanned = buf.len();
-    }
-    found
 }
 
 /// What the caller gave, before validation.
@@ -1037,31 +1012,6 @@ mod tests {
         assert!(
             !may_retry(false, true, true, &eof(), &progress),
             "policy off"
-        );
-    }
-
-    #[test]
-    fn a_head_is_parsed_only_once_its_empty_line_arrived() {
-        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-        let mut scanned = 0;
-        for end in 1..head.len() {
-            assert!(
-                !head_may_be_complete(&head[..end], &mut scanned, 1024),
-                "after {end} bytes"
-            );
-            assert_eq!(scanned, end);
-        }
-        assert!(head_may_be_complete(head, &mut scanned, 1024));
-        let mut scanned = 0;
-        assert!(head_may_be_complete(
-            b"HTTP/1.1 200 OK\n\n",
-            &mut scanned,
-            1024
-        ));
-        let mut scanned = 0;
-        assert!(
-            head_may_be_complete(b"no end in sight", &mut scanned, 8),
-            "at the limit"
         );
     }
 

@@ -43,7 +43,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
 
-use super::quote_bytes;
+use super::{SectionEnd, quote_bytes};
 use crate::{Error, ErrorKind};
 
 /// The longest size line accepted, CRLF included.
@@ -86,6 +86,9 @@ pub(crate) struct ChunkedDecoder {
     state: State,
     max_trailer_bytes: usize,
     trailers: Option<HeaderMap>,
+    /// Where the trailer section's end may be: a trailer section trickled
+    /// in is scanned once, not re-parsed after every read.
+    trailers_end: SectionEnd,
 }
 
 impl ChunkedDecoder {
@@ -96,6 +99,7 @@ impl ChunkedDecoder {
             state: State::Size,
             max_trailer_bytes,
             trailers: None,
+            trailers_end: SectionEnd::default(),
         }
     }
 
@@ -167,14 +171,24 @@ impl ChunkedDecoder {
                     }
                     None => return Ok(Chunk::NeedMore),
                 },
-                State::Trailers => match self.parse_trailers(buf)? {
-                    None => return Ok(Chunk::NeedMore),
-                    Some(consumed) => {
-                        buf.advance(consumed);
-                        self.state = State::Done;
-                        return Ok(Chunk::End);
+                State::Trailers => {
+                    // Past the limit the parser is asked anyway: it reports it.
+                    let full = buf.len() >= self.max_trailer_bytes.saturating_add(2);
+                    if !full && !self.trailers_end.may_be_in(buf) {
+                        return Ok(Chunk::NeedMore);
                     }
-                },
+                    match self.parse_trailers(buf)? {
+                        None => {
+                            self.trailers_end.incomplete(buf.len());
+                            return Ok(Chunk::NeedMore);
+                        }
+                        Some(consumed) => {
+                            buf.advance(consumed);
+                            self.state = State::Done;
+                            return Ok(Chunk::End);
+                        }
+                    }
+                }
                 State::Done => return Ok(Chunk::End),
                 State::Failed => {
                     return Err(malformed(

@@ -121,6 +121,51 @@ fn value_has_token(value: &HeaderValue, token: &str) -> bool {
     list_elements(value.as_bytes()).any(|e| e.eq_ignore_ascii_case(token.as_bytes()))
 }
 
+/// Watches a header section (a response head, a chunked trailer section)
+/// arrive, so that it is parsed only once its end may be there.
+///
+/// Re-parsing a whole buffer after every read would make a peer that
+/// trickles a 64 KiB section byte by byte cost quadratic CPU; this scans
+/// each byte about once. A section ends with an empty line: `\n\r\n` or
+/// `\n\n` after a line, or CRLF at the very start (an empty trailer
+/// section; for a head, blank lines the parser skips).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SectionEnd {
+    /// Bytes at the front of the buffer known to hold no end.
+    scanned: usize,
+}
+
+impl SectionEnd {
+    /// Whether `buf` may hold the section's end. When it cannot, its bytes
+    /// are remembered as scanned.
+    pub(crate) fn may_be_in(&mut self, buf: &[u8]) -> bool {
+        // Step back so an empty line split across two reads is seen.
+        let from = self.scanned.saturating_sub(2).min(buf.len());
+        if from == 0 && (buf.starts_with(b"\r\n") || buf.starts_with(b"\n")) {
+            return true;
+        }
+        let rest = &buf[from..];
+        let found = rest.iter().enumerate().any(|(i, &b)| {
+            b == b'\n'
+                && match rest.get(i + 1) {
+                    Some(b'\n') => true,
+                    Some(b'\r') => rest.get(i + 2) == Some(&b'\n'),
+                    _ => false,
+                }
+        });
+        if !found {
+            self.scanned = buf.len();
+        }
+        found
+    }
+
+    /// The parser found the section incomplete after all (only blank
+    /// lines so far): do not look at these `len` bytes again.
+    pub(crate) fn incomplete(&mut self, len: usize) {
+        self.scanned = len;
+    }
+}
+
 /// `tchar` of RFC 9110 §5.6.2: the bytes of a token (method, field name).
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
@@ -262,6 +307,26 @@ mod tests {
     fn list_elements_skips_empty_elements() {
         let v: Vec<&[u8]> = list_elements(b" , a,, b ,").collect();
         assert_eq!(v, vec![&b"a"[..], b"b"]);
+    }
+
+    #[test]
+    fn a_section_end_is_looked_for_once_per_byte() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let mut end = SectionEnd::default();
+        for len in 1..head.len() {
+            assert!(!end.may_be_in(&head[..len]), "after {len} bytes");
+            assert_eq!(end.scanned, len);
+        }
+        assert!(end.may_be_in(head));
+        assert!(SectionEnd::default().may_be_in(b"HTTP/1.1 200 OK\n\n"));
+        assert!(
+            SectionEnd::default().may_be_in(b"\r\n"),
+            "an empty trailer section"
+        );
+        let mut end = SectionEnd::default();
+        assert!(end.may_be_in(b"\r\nHTTP/1.1"), "a leading blank line");
+        end.incomplete(10);
+        assert!(!end.may_be_in(b"\r\nHTTP/1.1 2"), "not looked at again");
     }
 
     #[test]
