@@ -835,3 +835,28 @@ async fn the_last_request_of_a_connection_keeps_its_body_when_it_gains_connectio
         "the second request closed the first connection"
     );
 }
+
+#[tokio::test]
+async fn a_dropped_body_whose_drain_fails_is_closed_never_returned() {
+    let server = HttpServer::start_default().unwrap();
+    let events = Events::default();
+    let client = client_with(&events);
+    for path in ["/truncated-chunked", "/close-mid-body"] {
+        let resp = client.get(server.url(path)).send().await.unwrap();
+        drop(resp); // the drain task meets the truncation
+    }
+    // Wait for the drain tasks' verdicts through the events.
+    for _ in 0..200 {
+        if events.closed(CloseReason::Discarded) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(events.closed(CloseReason::Discarded), 2);
+    assert_eq!(
+        events.returned(),
+        0,
+        "a dirty connection went back to the pool"
+    );
+    assert_eq!(client.stats().total.idle, 0);
+}
