@@ -860,3 +860,52 @@ async fn a_dropped_body_whose_drain_fails_is_closed_never_returned() {
     );
     assert_eq!(client.stats().total.idle, 0);
 }
+
+/// Accepts one connection, reads one request head, answers `200` with an
+/// empty body, and returns the head it read.
+fn capture_one_head() -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            socket.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        String::from_utf8(head).unwrap()
+    });
+    (url, handle)
+}
+
+#[tokio::test]
+async fn the_configured_user_agent_is_sent_unless_the_request_has_one() {
+    let client = Client::builder()
+        .user_agent(Some(http::HeaderValue::from_static("connpool-test/1")))
+        .build();
+    let (url, server) = capture_one_head();
+    client.get(url).send().await.unwrap();
+    let head = server.join().unwrap();
+    assert!(head.contains("user-agent: connpool-test/1\r\n"), "{head}");
+
+    let (url, server) = capture_one_head();
+    client
+        .get(url)
+        .header("user-agent", "mine")
+        .send()
+        .await
+        .unwrap();
+    let head = server.join().unwrap();
+    assert!(head.contains("user-agent: mine\r\n"), "{head}");
+    assert!(!head.contains("connpool-test"), "{head}");
+
+    let (url, server) = capture_one_head();
+    Client::new().get(url).send().await.unwrap();
+    let head = server.join().unwrap();
+    assert!(!head.contains("user-agent"), "none by default: {head}");
+}

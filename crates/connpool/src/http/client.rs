@@ -72,8 +72,6 @@ pub struct Client {
 pub(crate) struct ClientInner {
     pub(crate) pool: HttpPool,
     pub(crate) config: ClientConfig,
-    pub(crate) limits: HeadLimits,
-    user_agent: Option<HeaderValue>,
 }
 
 impl Default for Client {
@@ -161,7 +159,7 @@ impl ClientBuilder {
         /// See [`ClientConfig::tcp_nodelay`].
         tcp_nodelay: bool;
         /// See [`ClientConfig::user_agent`].
-        user_agent: Option<String>;
+        user_agent: Option<HeaderValue>;
         /// See [`ClientConfig::trace_requests`].
         trace_requests: bool;
     }
@@ -201,19 +199,10 @@ impl ClientBuilder {
         if let Some(observer) = self.observer {
             pool = pool.observer(move |e: &crate::Event<'_, HostKey>| observer.on_event(e));
         }
-        let user_agent = c
-            .user_agent
-            .as_deref()
-            .and_then(|ua| HeaderValue::from_str(ua).ok());
         Client {
             inner: Arc::new(ClientInner {
                 pool: pool.build(),
-                limits: HeadLimits {
-                    max_head_bytes: c.max_response_head_bytes,
-                    max_headers: c.max_response_headers,
-                },
                 config: c,
-                user_agent,
             }),
         }
     }
@@ -386,7 +375,7 @@ impl Client {
         let config = &self.inner.config;
         let key = HostKey::from_uri(&parts.uri)?;
         let mut headers = parts.headers;
-        if let Some(ua) = &self.inner.user_agent {
+        if let Some(ua) = &self.inner.config.user_agent {
             if !headers.contains_key(header::USER_AGENT) {
                 headers.insert(header::USER_AGENT, ua.clone());
             }
@@ -529,7 +518,8 @@ impl Client {
         tracer.record(TraceStep::WroteRequest {
             bytes: progress.written,
         });
-        let read = read_head(c, &req.method, &self.inner.limits, tracer, progress);
+        let limits = config.head_limits();
+        let read = read_head(c, &req.method, &limits, tracer, progress);
         let head = match config.response_header_timeout {
             None => read.await?,
             Some(limit) => tokio::time::timeout(limit, read).await.map_err(|_| {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::replay::ReplayPolicy;
+use super::wire::HeadLimits;
 use crate::tcp::TcpKeepalive;
 
 /// Every setting of a [`Client`](super::Client). Names follow Go's
@@ -98,7 +99,7 @@ pub struct ClientConfig {
     /// The `User-Agent` sent when a request has none. Default none, as in
     /// reqwest and hyper: the header is optional, and adding it to every
     /// request costs a header map per request.
-    pub user_agent: Option<String>,
+    pub user_agent: Option<http::HeaderValue>,
     /// Record a [`RequestTrace`](super::RequestTrace) for every request.
     /// Default false.
     pub trace_requests: bool,
@@ -131,6 +132,16 @@ impl Default for ClientConfig {
             tcp_nodelay: true,
             user_agent: None,
             trace_requests: false,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The response-head limits for the wire parser.
+    pub(crate) fn head_limits(&self) -> HeadLimits {
+        HeadLimits {
+            max_head_bytes: self.max_response_head_bytes,
+            max_headers: self.max_response_headers,
         }
     }
 }

@@ -144,7 +144,9 @@ pub(crate) fn start_body(
     let decoder = match head.framing {
         Framing::Empty => Decoder::Length(0),
         Framing::Length(n) => Decoder::Length(n),
-        Framing::Chunked => Decoder::Chunked(ChunkedDecoder::new(client.limits.max_head_bytes)),
+        Framing::Chunked => {
+            Decoder::Chunked(ChunkedDecoder::new(client.config.max_response_head_bytes))
+        }
         Framing::CloseDelimited => Decoder::Close,
     };
     let mut reader = Box::new(Reader {
