@@ -11,69 +11,27 @@
 //! Whatever ends the connection produces an [`Ending`]; [`Connection::run`]
 //! then performs the close in one place, in a fixed order: update the
 //! counters, close the socket, send the event, acknowledge the command.
+//!
+//! The idle phase and the close are shared with the HTTP server (see
+//! `plumbing.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
+use tokio::sync::mpsc;
 
+use crate::plumbing::{self, Command};
 use crate::server::{FaultServerBuilder, Shared};
 use crate::{CloseCause, CloseMode, MAX_LINE_LEN, ServerEvent};
 
 /// How much buffer space to offer each read.
 const READ_CHUNK: usize = 4096;
 
-/// A request from the test to one connection. The connection answers on
-/// `ack`: `true` once it has done what was asked, `false` if it could not.
-/// Dropping `ack` unanswered also means "not done".
-#[derive(Debug)]
-pub(crate) enum Command {
-    /// Close the connection (only while idle).
-    Close {
-        mode: CloseMode,
-        ack: oneshot::Sender<bool>,
-    },
-    /// Write these bytes (only while idle).
-    SendUnsolicited {
-        bytes: Arc<[u8]>,
-        ack: oneshot::Sender<bool>,
-    },
-}
-
 /// Why and how a connection ends, plus the command to acknowledge (if a
 /// command caused the end).
-struct Ending {
-    mode: CloseMode,
-    cause: CloseCause,
-    ack: Option<oneshot::Sender<bool>>,
-}
-
-impl Ending {
-    fn new(mode: CloseMode, cause: CloseCause) -> Self {
-        Ending {
-            mode,
-            cause,
-            ack: None,
-        }
-    }
-
-    /// An orderly close for `cause`: what the server does when it was not
-    /// told how to close (client closed first, errors).
-    fn fin(cause: CloseCause) -> Self {
-        Self::new(CloseMode::Fin, cause)
-    }
-}
-
-/// What woke an idle connection up.
-enum IdleWake {
-    Read(std::io::Result<usize>),
-    Command(Option<Command>),
-    IdleTimeout,
-}
+type Ending = plumbing::Ending<CloseCause>;
 
 /// A connection's state, owned by its task.
 pub(crate) struct Connection {
@@ -91,14 +49,16 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
+    /// Books the accepted connection `id` (registered, counted, then
+    /// [`ServerEvent::Accepted`] sent), so that it can be served.
     pub(crate) fn new(
         id: u64,
         peer: SocketAddr,
         stream: TcpStream,
-        commands: mpsc::UnboundedReceiver<Command>,
         shared: Arc<Shared>,
         settings: FaultServerBuilder,
     ) -> Self {
+        let commands = shared.hub.register(id, ServerEvent::Accepted { peer });
         Connection {
             id,
             peer,
@@ -117,8 +77,10 @@ impl Connection {
 
         // 1. Counters and registry first: whoever observes the close below
         //    must already see them.
-        self.shared.forget(self.id, ending.cause);
-        // 2. The close itself.
+        self.shared.hub.forget(self.id, ending.cause);
+        // 2. The close itself, 3. the event, which promises the close
+        //    already happened, 4. the acknowledgement, so `close_idle`
+        //    returns after the event.
         let Connection {
             stream,
             shared,
@@ -126,19 +88,13 @@ impl Connection {
             exchanges,
             ..
         } = self;
-        close(stream, ending.mode).await;
-        // 3. The event, which promises the close already happened.
-        shared.emit(ServerEvent::Closed {
+        let closed = |mode, cause| ServerEvent::Closed {
             peer,
-            mode: ending.mode,
-            cause: ending.cause,
+            mode,
+            cause,
             exchanges,
-        });
-        // 4. The acknowledgement, so `close_idle` returns after the event.
-        if let Some(ack) = ending.ack {
-            // The caller may have stopped waiting; nothing to do then.
-            let _ = ack.send(true);
-        }
+        };
+        shared.hub.close(stream, ending, closed).await;
     }
 
     /// Echoes request lines until something ends the connection.
@@ -193,52 +149,15 @@ impl Connection {
     /// `None`) or the connection must end (returns the ending). Handles
     /// commands meanwhile.
     async fn wait_while_idle(&mut self) -> Option<Ending> {
-        // One deadline for the whole idle period: unsolicited writes do not
-        // restart it. A `None` deadline means "no idle timeout".
-        let (deadline, idle_mode) = match self.settings.idle_close {
-            Some((after, mode)) => (Instant::now().checked_add(after), mode),
-            None => (None, CloseMode::Fin),
-        };
-        loop {
-            self.buf.reserve(READ_CHUNK);
-            let wake = tokio::select! {
-                // Checked in this order: input that already arrived means the
-                // connection is no longer idle, even if a command or the timer
-                // is also ready.
-                biased;
-                read = self.stream.read_buf(&mut self.buf) => IdleWake::Read(read),
-                command = self.commands.recv() => IdleWake::Command(command),
-                () = sleep_until(deadline) => IdleWake::IdleTimeout,
-            };
-            match wake {
-                IdleWake::Read(Ok(0)) => return Some(Ending::fin(CloseCause::ClientClosed)),
-                IdleWake::Read(Ok(_)) => return None,
-                IdleWake::Read(Err(_)) => return Some(Ending::fin(CloseCause::Error)),
-                IdleWake::IdleTimeout => {
-                    return Some(Ending::new(idle_mode, CloseCause::IdleTimeout));
-                }
-                IdleWake::Command(Some(Command::Close { mode, ack })) => {
-                    return Some(Ending {
-                        mode,
-                        cause: CloseCause::Commanded,
-                        ack: Some(ack),
-                    });
-                }
-                IdleWake::Command(Some(Command::SendUnsolicited { bytes, ack })) => {
-                    if self.stream.write_all(&bytes).await.is_err() {
-                        // `ack` is dropped: this connection did not get them.
-                        return Some(Ending::fin(CloseCause::Error));
-                    }
-                    let _ = ack.send(true);
-                }
-                IdleWake::Command(None) => {
-                    // Cannot happen: the server's registry keeps our command
-                    // sender until this connection has ended. Ending is the
-                    // safe answer (looping would spin on `None`).
-                    return Some(Ending::fin(CloseCause::Error));
-                }
-            }
-        }
+        plumbing::wait_while_idle(
+            &mut self.stream,
+            &mut self.buf,
+            READ_CHUNK,
+            &mut self.commands,
+            self.settings.idle_close,
+            None,
+        )
+        .await
     }
 }
 
@@ -255,29 +174,4 @@ fn take_line(buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, LineTooLong> {
         None if buf.len() >= MAX_LINE_LEN => Err(LineTooLong),
         None => Ok(None),
     }
-}
-
-/// Sleeps until `deadline`, or forever if there is none.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Closes `stream` in `mode`. Errors are ignored: the peer may already be
-/// gone, and the socket is dropped (closed) in every case.
-pub(crate) async fn close(mut stream: TcpStream, mode: CloseMode) {
-    match mode {
-        CloseMode::Fin => {
-            // `shutdown` on a Tokio TcpStream is `shutdown(Write)`: sends FIN.
-            let _ = stream.shutdown().await;
-        }
-        CloseMode::Rst => {
-            // With a zero linger time, close() discards unsent data and
-            // sends RST instead of FIN, immediately (it does not block).
-            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-        }
-    }
-    drop(stream);
 }

@@ -71,6 +71,7 @@
 mod connection;
 pub mod http;
 pub mod nginx;
+mod plumbing;
 mod server;
 mod sys;
 mod tcp_state;

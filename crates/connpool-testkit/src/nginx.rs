@@ -484,7 +484,7 @@ fn write_static_files(dir: &Path) -> io::Result<()> {
     let bytes = dir.join("www").join("bytes");
     fs::create_dir_all(&bytes)?;
     for size in Nginx::BYTES_SIZES {
-        let body: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+        let body = crate::http::body_pattern(size);
         fs::write(bytes.join(size.to_string()), body)?;
     }
     Ok(())

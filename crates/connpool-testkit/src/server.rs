@@ -3,8 +3,9 @@
 //!
 //! Threads and tasks:
 //!
-//! * The caller holds a [`FaultServer`]. It owns the server thread and an
-//!   `Arc<Shared>` (counters, event subscribers, registry of connections).
+//! * The caller holds a [`FaultServer`]. It owns the server thread (a
+//!   `ServerThread`) and an `Arc<Shared>` (the `Hub` of counters, event
+//!   subscribers and registry of connections, plus the exchange counter).
 //! * The server thread runs a current-thread Tokio runtime whose main future is
 //!   the accept loop. Every accepted connection becomes a task
 //!   (see `connection.rs`).
@@ -12,19 +13,21 @@
 //!   server thread: they send a command straight to each registered
 //!   connection task and await its acknowledgement. Both channels are
 //!   `tokio::sync` channels, which work from any runtime (or none).
+//!
+//! The thread, the hub and the commands are shared with the HTTP server (see
+//! `plumbing.rs`). Every line-echo connection stays registered as idle, so
+//! commands reach every open connection.
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::connection::{Command, Connection};
+use crate::connection::Connection;
+use crate::plumbing::{Cause, Command, Hub, ServerThread};
 use crate::{CloseCause, CloseMode, ServerEvent};
 
 /// The faults a [`FaultServer`] injects. Start from
@@ -83,43 +86,13 @@ impl FaultServerBuilder {
     /// Fails if the socket cannot be bound, or if the runtime or the thread
     /// cannot be created.
     pub fn start(self) -> io::Result<FaultServer> {
-        let std_listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-        std_listener.set_nonblocking(true)?;
-        let addr = std_listener.local_addr()?;
-
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        // Registering the listener with the runtime needs the runtime's
-        // context; doing it here lets us return the error.
-        let listener = {
-            let _context = runtime.enter();
-            TcpListener::from_std(std_listener)?
-        };
-
         let shared = Arc::new(Shared::default());
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let thread_shared = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name(format!("fault-server-{addr}"))
-            .spawn(move || {
-                runtime.block_on(async move {
-                    tokio::select! {
-                        // `Err` too: the handle was dropped without sending.
-                        _ = stop_rx => {}
-                        () = accept_loop(listener, thread_shared, self) => {}
-                    }
-                });
-                // Dropping `runtime` here drops every connection task, which
-                // closes the listener and every socket.
-            })?;
-
-        Ok(FaultServer {
-            addr,
-            shared,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        })
+        let server = ServerThread::start("fault-server", move |id, peer, stream| {
+            let connection = Connection::new(id, peer, stream, Arc::clone(&thread_shared), self);
+            tokio::spawn(connection.run());
+        })?;
+        Ok(FaultServer { server, shared })
     }
 }
 
@@ -143,11 +116,9 @@ impl FaultServerBuilder {
 /// ```
 #[derive(Debug)]
 pub struct FaultServer {
-    addr: SocketAddr,
+    /// Dropping it stops the server thread.
+    server: ServerThread,
     shared: Arc<Shared>,
-    /// Dropping or sending on this stops the accept loop.
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl FaultServer {
@@ -169,7 +140,7 @@ impl FaultServer {
 
     /// The address the server listens on (`127.0.0.1:<port>`).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Closes every idle connection in `mode` and returns how many were
@@ -207,7 +178,10 @@ impl FaultServer {
     /// # }
     /// ```
     pub async fn close_idle(&self, mode: CloseMode) -> usize {
-        self.broadcast(|ack| Command::Close { mode, ack }).await
+        self.shared
+            .hub
+            .broadcast(|ack| Command::Close { mode, ack })
+            .await
     }
 
     /// Writes `bytes` to every idle connection without being asked (like an
@@ -219,11 +193,13 @@ impl FaultServer {
     /// same caveats.
     pub async fn send_unsolicited(&self, bytes: &[u8]) -> usize {
         let bytes: Arc<[u8]> = Arc::from(bytes);
-        self.broadcast(|ack| Command::SendUnsolicited {
-            bytes: Arc::clone(&bytes),
-            ack,
-        })
-        .await
+        self.shared
+            .hub
+            .broadcast(|ack| Command::SendUnsolicited {
+                bytes: Arc::clone(&bytes),
+                ack,
+            })
+            .await
     }
 
     /// A new subscriber to [`ServerEvent`]s, seeing events from now on.
@@ -243,15 +219,15 @@ impl FaultServer {
     /// # }
     /// ```
     pub fn events(&self) -> EventStream {
-        let (tx, rx) = mpsc::unbounded_channel();
-        lock(&self.shared.subscribers).push(tx);
-        EventStream { rx }
+        EventStream {
+            rx: self.shared.hub.subscribe(),
+        }
     }
 
     /// Connections accepted so far. Updated before
     /// [`ServerEvent::Accepted`] is sent.
     pub fn accepted(&self) -> u64 {
-        self.shared.accepted.load(Ordering::SeqCst)
+        self.shared.hub.accepted()
     }
 
     /// Request lines answered so far, on all connections. A line is counted
@@ -264,52 +240,14 @@ impl FaultServer {
     /// Connections accepted and not yet closed by the server. Updated before
     /// the socket is closed, so a client that observed the close sees it.
     pub fn open_connections(&self) -> usize {
-        self.shared.open.load(Ordering::SeqCst)
+        self.shared.hub.open()
     }
 
     /// Connections the server closed on purpose, i.e. with
     /// [`CloseCause::IdleTimeout`], [`CloseCause::AfterExchanges`] or
     /// [`CloseCause::Commanded`]. Updated before the socket is closed.
     pub fn closed_by_server(&self) -> u64 {
-        self.shared.closed_by_server.load(Ordering::SeqCst)
-    }
-
-    /// Sends one command (built by `make`) to every registered connection and
-    /// waits for all acknowledgements; returns how many said "done".
-    async fn broadcast(&self, make: impl Fn(oneshot::Sender<bool>) -> Command) -> usize {
-        let mut acks = Vec::new();
-        for commands in lock(&self.shared.registry).values() {
-            let (ack_tx, ack_rx) = oneshot::channel();
-            // A failed send means the connection is ending: not reached.
-            if commands.send(make(ack_tx)).is_ok() {
-                acks.push(ack_rx);
-            }
-        }
-        // The registry lock is released before awaiting. A connection that
-        // ends without handling the command drops the ack sender, which
-        // shows up here as `Err` and counts as "not done".
-        let mut done = 0;
-        for ack in acks {
-            if ack.await == Ok(true) {
-                done += 1;
-            }
-        }
-        done
-    }
-}
-
-impl Drop for FaultServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            // Fails only if the thread already ended, which is fine.
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            // The thread only awaits the stop signal and drops its runtime,
-            // so this join is short. An `Err` (a panic on that thread) has
-            // nothing left to clean up.
-            let _ = thread.join();
-        }
+        self.shared.hub.closed_by_server()
     }
 }
 
@@ -352,69 +290,21 @@ impl EventStream {
 /// State shared by the handle, the accept loop and every connection task.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
-    pub(crate) accepted: AtomicU64,
+    /// Counters, event subscribers and the registry of connections.
+    pub(crate) hub: Hub<ServerEvent>,
     pub(crate) exchanges: AtomicU64,
-    pub(crate) open: AtomicUsize,
-    pub(crate) closed_by_server: AtomicU64,
-    /// Open connections: connection id -> its command channel.
-    registry: Mutex<HashMap<u64, mpsc::UnboundedSender<Command>>>,
-    subscribers: Mutex<Vec<mpsc::UnboundedSender<ServerEvent>>>,
 }
 
-impl Shared {
-    /// Sends `event` to every subscriber, forgetting dropped ones.
-    pub(crate) fn emit(&self, event: ServerEvent) {
-        lock(&self.subscribers).retain(|subscriber| subscriber.send(event.clone()).is_ok());
-    }
+impl Cause for CloseCause {
+    const CLIENT_CLOSED: Self = CloseCause::ClientClosed;
+    const ERROR: Self = CloseCause::Error;
+    const IDLE_TIMEOUT: Self = CloseCause::IdleTimeout;
+    const COMMANDED: Self = CloseCause::Commanded;
 
-    /// Books a connection as closed by the server for `cause`: it leaves the
-    /// registry and the counters are updated. Called *before* the socket is
-    /// closed, so anyone who sees the close also sees the new counters.
-    pub(crate) fn forget(&self, id: u64, cause: CloseCause) {
-        lock(&self.registry).remove(&id);
-        self.open.fetch_sub(1, Ordering::SeqCst);
-        if matches!(
-            cause,
+    fn by_server(self) -> bool {
+        matches!(
+            self,
             CloseCause::IdleTimeout | CloseCause::AfterExchanges | CloseCause::Commanded
-        ) {
-            self.closed_by_server.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
-
-/// Locks `mutex`, ignoring poisoning: the data behind our mutexes (a map and a
-/// list of senders) stays valid even if a holder panicked.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Accepts connections forever, spawning one task per connection.
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, settings: FaultServerBuilder) {
-    let mut next_id: u64 = 0;
-    loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            // E.g. out of file descriptors, or the client gave up during the
-            // handshake. Back off a little instead of spinning, then go on.
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            continue;
-        };
-        // Answers are small single writes: send them at once.
-        let _ = stream.set_nodelay(true);
-
-        let id = next_id;
-        next_id += 1;
-        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-        // Registered and counted before the `Accepted` event, so a test that
-        // saw the event can reach the connection with commands.
-        lock(&shared.registry).insert(id, commands_tx);
-        shared.open.fetch_add(1, Ordering::SeqCst);
-        shared.accepted.fetch_add(1, Ordering::SeqCst);
-        shared.emit(ServerEvent::Accepted { peer });
-
-        let connection =
-            Connection::new(id, peer, stream, commands_rx, Arc::clone(&shared), settings);
-        tokio::spawn(connection.run());
+        )
     }
 }

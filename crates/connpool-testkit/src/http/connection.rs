@@ -12,6 +12,9 @@
 //! Whatever ends the connection produces an [`Ending`]; [`Connection::run`]
 //! performs the close in one place, in a fixed order: update the counters,
 //! close the socket, send the event, acknowledge the command.
+//!
+//! The idle phase and the close are shared with the line-echo server (see
+//! `plumbing.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,73 +22,21 @@ use std::sync::Arc;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
+use tokio::sync::mpsc;
 
 use super::request::{BadRequest, BodyKind, ChunkedDecoder, Request};
 use super::response::{RouteClose, write_response};
 use super::routes::{Action, route};
 use super::server::{HttpServerBuilder, Shared};
 use super::{CONTINUE_100, HttpCloseCause, HttpEvent, REQUEST_TIMEOUT_408, request};
-use crate::CloseMode;
+use crate::plumbing::{self, Command};
 
 /// How much buffer space to offer each read.
 const READ_CHUNK: usize = 8192;
 
-/// A request from the test to one idle connection. The connection answers
-/// on `ack`: `true` once it has done what was asked, `false` if it could not
-/// (it was no longer idle). Dropping `ack` unanswered also means "not done".
-#[derive(Debug)]
-pub(super) enum Command {
-    /// Close the connection.
-    Close {
-        mode: CloseMode,
-        ack: oneshot::Sender<bool>,
-    },
-    /// Write these bytes.
-    SendUnsolicited {
-        bytes: Arc<[u8]>,
-        ack: oneshot::Sender<bool>,
-    },
-}
-
-impl Command {
-    /// Answers "not done".
-    fn refuse(self) {
-        let (Command::Close { ack, .. } | Command::SendUnsolicited { ack, .. }) = self;
-        let _ = ack.send(false);
-    }
-}
-
 /// Why and how a connection ends, plus the command to acknowledge (if a
 /// command caused the end).
-struct Ending {
-    mode: CloseMode,
-    cause: HttpCloseCause,
-    ack: Option<oneshot::Sender<bool>>,
-}
-
-impl Ending {
-    fn new(mode: CloseMode, cause: HttpCloseCause) -> Self {
-        Ending {
-            mode,
-            cause,
-            ack: None,
-        }
-    }
-
-    /// An orderly close for `cause`.
-    fn fin(cause: HttpCloseCause) -> Self {
-        Self::new(CloseMode::Fin, cause)
-    }
-}
-
-/// What woke an idle connection up.
-enum IdleWake {
-    Read(std::io::Result<usize>),
-    Command(Option<Command>),
-    IdleTimeout,
-}
+type Ending = plumbing::Ending<HttpCloseCause>;
 
 /// A connection's state, owned by its task.
 pub(super) struct Connection {
@@ -104,14 +55,16 @@ pub(super) struct Connection {
 }
 
 impl Connection {
+    /// Books the accepted connection `id` (registered, counted, then
+    /// [`HttpEvent::Accepted`] sent), so that it can be served.
     pub(super) fn new(
         id: u64,
         peer: SocketAddr,
         stream: TcpStream,
-        commands: mpsc::UnboundedReceiver<Command>,
         shared: Arc<Shared>,
         settings: HttpServerBuilder,
     ) -> Self {
+        let commands = shared.hub.register(id, HttpEvent::Accepted { peer });
         Connection {
             id,
             peer,
@@ -131,9 +84,9 @@ impl Connection {
 
         // 1. Counters and registry first: whoever observes the close below
         //    must already see them.
-        self.shared.forget(self.id, ending.cause);
-        // 2. The close itself (commands still queued are dropped with
-        //    `commands`, which answers them "not done").
+        self.shared.hub.forget(self.id, ending.cause);
+        // Commands still queued are dropped with `commands`, which answers
+        // them "not done".
         let Connection {
             stream,
             shared,
@@ -143,18 +96,16 @@ impl Connection {
             ..
         } = self;
         drop(commands);
-        crate::connection::close(stream, ending.mode).await;
-        // 3. The event, which promises the close already happened.
-        shared.emit(HttpEvent::Closed {
+        // 2. The close itself, 3. the event, which promises the close
+        //    already happened, 4. the acknowledgement, so `close_idle`
+        //    returns after the event.
+        let closed = |mode, cause| HttpEvent::Closed {
             peer,
-            mode: ending.mode,
-            cause: ending.cause,
+            mode,
+            cause,
             requests,
-        });
-        // 4. The acknowledgement, so `close_idle` returns after the event.
-        if let Some(ack) = ending.ack {
-            let _ = ack.send(true);
-        }
+        };
+        shared.hub.close(stream, ending, closed).await;
     }
 
     /// Answers requests until something ends the connection.
@@ -197,7 +148,7 @@ impl Connection {
             self.requests += 1;
             let id = request.id();
             self.shared.count_request(&request.method, id.as_deref());
-            self.shared.emit(HttpEvent::Request {
+            self.shared.hub.emit(HttpEvent::Request {
                 peer: self.peer,
                 method: request.method.clone(),
                 path: request.target.clone(),
@@ -218,64 +169,27 @@ impl Connection {
     /// `None`) or the connection must end (returns the ending). Handles
     /// commands meanwhile.
     async fn wait_while_idle(&mut self) -> Option<Ending> {
-        self.shared.set_idle(self.id, true);
-        // One deadline for the whole idle period: unsolicited writes do not
-        // restart it.
-        let (deadline, idle_mode) = match self.settings.idle_close {
-            Some((after, mode)) => (Instant::now().checked_add(after), mode),
-            None => (None, CloseMode::Fin),
-        };
-        loop {
-            self.buf.reserve(READ_CHUNK);
-            let wake = tokio::select! {
-                // Input that already arrived means the connection is no
-                // longer idle, even if a command or the timer is also ready.
-                biased;
-                read = self.stream.read_buf(&mut self.buf) => IdleWake::Read(read),
-                command = self.commands.recv() => IdleWake::Command(command),
-                () = sleep_until(deadline) => IdleWake::IdleTimeout,
-            };
-            match wake {
-                IdleWake::Read(Ok(0)) => return Some(Ending::fin(HttpCloseCause::ClientClosed)),
-                IdleWake::Read(Ok(_)) => {
-                    self.become_busy();
-                    return None;
-                }
-                IdleWake::Read(Err(_)) => return Some(Ending::fin(HttpCloseCause::Error)),
-                IdleWake::IdleTimeout => {
-                    if idle_mode == CloseMode::Fin && self.settings.idle_408 {
-                        // The client may be gone already; we close anyway.
-                        let _ = self.stream.write_all(REQUEST_TIMEOUT_408).await;
-                    }
-                    return Some(Ending::new(idle_mode, HttpCloseCause::IdleTimeout));
-                }
-                IdleWake::Command(Some(Command::Close { mode, ack })) => {
-                    return Some(Ending {
-                        mode,
-                        cause: HttpCloseCause::Commanded,
-                        ack: Some(ack),
-                    });
-                }
-                IdleWake::Command(Some(Command::SendUnsolicited { bytes, ack })) => {
-                    if self.stream.write_all(&bytes).await.is_err() {
-                        // `ack` is dropped: this connection did not get them.
-                        return Some(Ending::fin(HttpCloseCause::Error));
-                    }
-                    let _ = ack.send(true);
-                }
-                IdleWake::Command(None) => {
-                    // Cannot happen: the registry keeps our command sender
-                    // until this connection has ended.
-                    return Some(Ending::fin(HttpCloseCause::Error));
-                }
-            }
+        self.shared.hub.set_idle(self.id, true);
+        let ending = plumbing::wait_while_idle(
+            &mut self.stream,
+            &mut self.buf,
+            READ_CHUNK,
+            &mut self.commands,
+            self.settings.idle_close,
+            // Some servers say `408` before an idle close.
+            self.settings.idle_408.then_some(REQUEST_TIMEOUT_408),
+        )
+        .await;
+        if ending.is_none() {
+            self.become_busy();
         }
+        ending
     }
 
     /// Leaves the idle phase: no more commands are sent to this connection,
     /// and those already queued are refused.
     fn become_busy(&mut self) {
-        self.shared.set_idle(self.id, false);
+        self.shared.hub.set_idle(self.id, false);
         while let Ok(command) = self.commands.try_recv() {
             command.refuse();
         }
@@ -367,7 +281,7 @@ impl Connection {
         let become_idle = |route_closes: bool| {
             move || {
                 if keeps_waiting && !route_closes {
-                    shared.set_idle(id, true);
+                    shared.hub.set_idle(id, true);
                 }
             }
         };
@@ -446,13 +360,5 @@ impl Connection {
                 Err(_) => return Ending::fin(HttpCloseCause::Error),
             }
         }
-    }
-}
-
-/// Sleeps until `deadline`, or forever if there is none.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }

@@ -1,10 +1,11 @@
 //! The HTTP server: its settings, its handle, the state shared with the
 //! server thread, and the accept loop.
 //!
-//! Same architecture as the line-echo [`FaultServer`](crate::FaultServer):
-//! one thread with a current-thread Tokio runtime, one task per connection,
-//! and control calls that go straight from the test to the connection tasks
-//! over `tokio::sync` channels (so they work from any runtime).
+//! Same architecture as the line-echo [`FaultServer`](crate::FaultServer),
+//! and the same plumbing (see `plumbing.rs`): one thread with a
+//! current-thread Tokio runtime, one task per connection, and control calls
+//! that go straight from the test to the connection tasks over `tokio::sync`
+//! channels (so they work from any runtime).
 //!
 //! One difference: [`HttpServer::close_idle`] must not wait for connections
 //! that are busy (a `/never` request can stay busy forever). So the registry
@@ -15,18 +16,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use super::connection::{Command, Connection};
+use super::connection::Connection;
 use super::{HttpCloseCause, HttpEvent};
 use crate::CloseMode;
+use crate::plumbing::{Cause, Command, Hub, ServerThread, lock};
 
 /// The settings of an [`HttpServer`], applied to every connection. Start
 /// from [`HttpServer::builder`] (or `HttpServerBuilder::default()`), which
@@ -129,42 +129,13 @@ impl HttpServerBuilder {
     /// Fails if the socket cannot be bound, or if the runtime or the thread
     /// cannot be created.
     pub fn start(self) -> io::Result<HttpServer> {
-        let std_listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-        std_listener.set_nonblocking(true)?;
-        let addr = std_listener.local_addr()?;
-
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let listener = {
-            let _context = runtime.enter();
-            TcpListener::from_std(std_listener)?
-        };
-
         let shared = Arc::new(Shared::default());
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let thread_shared = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name(format!("http-fault-server-{addr}"))
-            .spawn(move || {
-                runtime.block_on(async move {
-                    tokio::select! {
-                        // `Err` too: the handle was dropped without sending.
-                        _ = stop_rx => {}
-                        () = accept_loop(listener, thread_shared, self) => {}
-                    }
-                });
-                // Dropping `runtime` here drops every connection task (also
-                // those waiting in `/never` or `/slow-headers`), which closes
-                // the listener and every socket.
-            })?;
-
-        Ok(HttpServer {
-            addr,
-            shared,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        })
+        let server = ServerThread::start("http-fault-server", move |id, peer, stream| {
+            let connection = Connection::new(id, peer, stream, Arc::clone(&thread_shared), self);
+            tokio::spawn(connection.run());
+        })?;
+        Ok(HttpServer { server, shared })
     }
 }
 
@@ -210,11 +181,9 @@ impl HttpServerBuilder {
 /// ```
 #[derive(Debug)]
 pub struct HttpServer {
-    addr: SocketAddr,
+    /// Dropping it stops the server thread.
+    server: ServerThread,
     shared: Arc<Shared>,
-    /// Dropping or sending on this stops the accept loop.
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl HttpServer {
@@ -237,13 +206,13 @@ impl HttpServer {
 
     /// The address the server listens on (`127.0.0.1:<port>`).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `http://127.0.0.1:<port>` followed by `path_and_query` (which should
     /// start with `/`).
     pub fn url(&self, path_and_query: &str) -> String {
-        format!("http://{}{path_and_query}", self.addr)
+        format!("http://{}{path_and_query}", self.addr())
     }
 
     /// Closes every idle connection (accepted, waiting for the first byte of
@@ -268,7 +237,10 @@ impl HttpServer {
     ///
     /// Works from any async runtime.
     pub async fn close_idle(&self, mode: CloseMode) -> usize {
-        self.broadcast(|ack| Command::Close { mode, ack }).await
+        self.shared
+            .hub
+            .broadcast(|ack| Command::Close { mode, ack })
+            .await
     }
 
     /// Writes `bytes` to every idle connection without being asked (a stray
@@ -277,31 +249,33 @@ impl HttpServer {
     /// running. Reaches the same connections as [`HttpServer::close_idle`].
     pub async fn send_unsolicited(&self, bytes: &[u8]) -> usize {
         let bytes: Arc<[u8]> = Arc::from(bytes);
-        self.broadcast(|ack| Command::SendUnsolicited {
-            bytes: Arc::clone(&bytes),
-            ack,
-        })
-        .await
+        self.shared
+            .hub
+            .broadcast(|ack| Command::SendUnsolicited {
+                bytes: Arc::clone(&bytes),
+                ack,
+            })
+            .await
     }
 
     /// A new subscriber to [`HttpEvent`]s, seeing events from now on. Events
     /// are never dropped; the stream ends when the server is dropped.
     pub fn events(&self) -> HttpEventStream {
-        let (tx, rx) = mpsc::unbounded_channel();
-        lock(&self.shared.subscribers).push(tx);
-        HttpEventStream { rx }
+        HttpEventStream {
+            rx: self.shared.hub.subscribe(),
+        }
     }
 
     /// Connections accepted so far. Updated before [`HttpEvent::Accepted`]
     /// is sent.
     pub fn accepted(&self) -> u64 {
-        self.shared.accepted.load(Ordering::SeqCst)
+        self.shared.hub.accepted()
     }
 
     /// Connections accepted and not yet closed. Updated before the socket is
     /// closed, so a client that observed the close sees it.
     pub fn open_connections(&self) -> usize {
-        self.shared.open.load(Ordering::SeqCst)
+        self.shared.hub.open()
     }
 
     /// Connections the server closed on its own initiative: causes
@@ -313,7 +287,7 @@ impl HttpServer {
     /// [`Vanished`](HttpCloseCause::Vanished). Updated before the socket is
     /// closed.
     pub fn closed_by_server(&self) -> u64 {
-        self.shared.closed_by_server.load(Ordering::SeqCst)
+        self.shared.hub.closed_by_server()
     }
 
     /// Requests processed so far, on all connections. A request counts once
@@ -356,45 +330,6 @@ impl HttpServer {
             .collect();
         duplicates.sort();
         duplicates
-    }
-
-    /// Sends one command (built by `make`) to every idle connection and
-    /// waits for all acknowledgements; returns how many said "done".
-    async fn broadcast(&self, make: impl Fn(oneshot::Sender<bool>) -> Command) -> usize {
-        let mut acks = Vec::new();
-        for entry in lock(&self.shared.registry).values() {
-            if !entry.idle {
-                continue;
-            }
-            let (ack_tx, ack_rx) = oneshot::channel();
-            if entry.commands.send(make(ack_tx)).is_ok() {
-                acks.push(ack_rx);
-            }
-        }
-        // The lock is released before awaiting. A connection that ends or
-        // becomes busy without doing the command drops the sender or answers
-        // `false`: "not done".
-        let mut done = 0;
-        for ack in acks {
-            if ack.await == Ok(true) {
-                done += 1;
-            }
-        }
-        done
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            // Fails only if the thread already ended, which is fine.
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            // The thread only awaits the stop signal and drops its runtime
-            // (cancelling every task), so this join is short.
-            let _ = thread.join();
-        }
     }
 }
 
@@ -450,37 +385,20 @@ impl HttpEventStream {
     }
 }
 
-/// A connection in the registry.
-#[derive(Debug)]
-pub(super) struct Entry {
-    commands: mpsc::UnboundedSender<Command>,
-    /// Waiting for the first byte of a request: commands are sent only then.
-    idle: bool,
-}
-
 /// State shared by the handle, the accept loop and every connection task.
 #[derive(Debug, Default)]
 pub(super) struct Shared {
-    accepted: AtomicU64,
+    /// Counters, event subscribers and the registry of connections.
+    pub(super) hub: Hub<HttpEvent>,
     requests: AtomicU64,
-    open: AtomicUsize,
-    closed_by_server: AtomicU64,
     vanished: AtomicU64,
     /// The `/vanish-once/<tag>` tags whose request already vanished.
     vanished_tags: Mutex<HashSet<String>>,
     /// `(method, x-request-id)` -> times processed.
     processed: Mutex<HashMap<(String, String), u64>>,
-    /// Open connections: connection id -> registry entry.
-    registry: Mutex<HashMap<u64, Entry>>,
-    subscribers: Mutex<Vec<mpsc::UnboundedSender<HttpEvent>>>,
 }
 
 impl Shared {
-    /// Sends `event` to every subscriber, forgetting dropped ones.
-    pub(super) fn emit(&self, event: HttpEvent) {
-        lock(&self.subscribers).retain(|subscriber| subscriber.send(event.clone()).is_ok());
-    }
-
     /// Counts a processed request (see [`HttpServer::requests`]).
     pub(super) fn count_request(&self, method: &str, id: Option<&str>) {
         self.requests.fetch_add(1, Ordering::SeqCst);
@@ -501,62 +419,15 @@ impl Shared {
         }
         first
     }
-
-    /// Marks connection `id` idle (commands may be sent to it) or busy.
-    pub(super) fn set_idle(&self, id: u64, idle: bool) {
-        if let Some(entry) = lock(&self.registry).get_mut(&id) {
-            entry.idle = idle;
-        }
-    }
-
-    /// Books a connection as closed for `cause`: it leaves the registry and
-    /// the counters are updated. Called *before* the socket is closed.
-    pub(super) fn forget(&self, id: u64, cause: HttpCloseCause) {
-        lock(&self.registry).remove(&id);
-        self.open.fetch_sub(1, Ordering::SeqCst);
-        if cause.is_server_initiative() {
-            self.closed_by_server.fetch_add(1, Ordering::SeqCst);
-        }
-    }
 }
 
-/// Locks `mutex`, ignoring poisoning: the data behind our mutexes (maps and
-/// lists of senders) stays valid even if a holder panicked.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+impl Cause for HttpCloseCause {
+    const CLIENT_CLOSED: Self = HttpCloseCause::ClientClosed;
+    const ERROR: Self = HttpCloseCause::Error;
+    const IDLE_TIMEOUT: Self = HttpCloseCause::IdleTimeout;
+    const COMMANDED: Self = HttpCloseCause::Commanded;
 
-/// Accepts connections forever, spawning one task per connection.
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, settings: HttpServerBuilder) {
-    let mut next_id: u64 = 0;
-    loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            // E.g. out of file descriptors: back off instead of spinning.
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-
-        let id = next_id;
-        next_id += 1;
-        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-        // Registered (idle) and counted before the `Accepted` event, so a
-        // test that saw the event can reach the connection with commands.
-        lock(&shared.registry).insert(
-            id,
-            Entry {
-                commands: commands_tx,
-                idle: true,
-            },
-        );
-        shared.open.fetch_add(1, Ordering::SeqCst);
-        shared.accepted.fetch_add(1, Ordering::SeqCst);
-        shared.emit(HttpEvent::Accepted { peer });
-
-        let connection =
-            Connection::new(id, peer, stream, commands_rx, Arc::clone(&shared), settings);
-        tokio::spawn(connection.run());
+    fn by_server(self) -> bool {
+        self.is_server_initiative()
     }
 }
