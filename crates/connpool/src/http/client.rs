@@ -34,6 +34,7 @@ use super::learn::IdleTimeoutLearner;
 use super::replay::ReplayPolicy;
 use super::response::{Response, start_body};
 use super::trace::{TraceStep, Tracer};
+use super::watch::Watchdog;
 use super::wire::{self, BodyFraming, HeadLimits, ResponseHead};
 use crate::error::RequestFate;
 use crate::tcp::TcpConfig;
@@ -72,6 +73,8 @@ pub struct Client {
 pub(crate) struct ClientInner {
     pub(crate) pool: HttpPool,
     pub(crate) config: ClientConfig,
+    /// The response-header deadlines of this client's requests.
+    watchdog: Watchdog,
 }
 
 impl Default for Client {
@@ -203,6 +206,7 @@ impl ClientBuilder {
             inner: Arc::new(ClientInner {
                 pool: pool.build(),
                 config: c,
+                watchdog: Watchdog::default(),
             }),
         }
     }
@@ -357,7 +361,9 @@ impl Client {
             return self.run(&mut req, &tracer, &mut progress, None).await;
         };
         let deadline = tokio::time::Instant::from_std(started) + timeout;
-        let run = self.run(&mut req, &tracer, &mut progress, Some(deadline));
+        // Boxed so that requests without a timeout (the default) do not
+        // carry, and move, a second copy of `run`'s future and a timer.
+        let run = Box::pin(self.run(&mut req, &tracer, &mut progress, Some(deadline)));
         match tokio::time::timeout_at(deadline, run).await {
             Ok(result) => result,
             Err(_elapsed) => Err(Error::new(
@@ -522,12 +528,17 @@ impl Client {
         let read = read_head(c, &req.method, &limits, tracer, progress);
         let head = match config.response_header_timeout {
             None => read.await?,
-            Some(limit) => tokio::time::timeout(limit, read).await.map_err(|_| {
-                Error::new(
-                    ErrorKind::ResponseHeaderTimeout,
-                    format!("no response head within {limit:?} of writing the request"),
-                )
-            })??,
+            Some(limit) => self
+                .inner
+                .watchdog
+                .within(limit, read)
+                .await
+                .map_err(|_| {
+                    Error::new(
+                        ErrorKind::ResponseHeaderTimeout,
+                        format!("no response head within {limit:?} of writing the request"),
+                    )
+                })??,
         };
         Ok((head, sent_close))
     }
@@ -690,15 +701,25 @@ async fn read_head(
     progress: &mut Progress,
 ) -> Result<ResponseHead, Error> {
     let mut end = wire::SectionEnd::default();
+    // The first look parses at once: a head nearly always arrives whole,
+    // and scanning for its end first would only repeat the parser's work.
+    // After a partial parse, the scan guards against a trickled head
+    // costing quadratic work.
+    let mut parsed_partial = false;
     loop {
         // At the size limit the parser is asked anyway: it reports the error.
         let full = c.read_buf.len() >= limits.max_head_bytes;
-        if full || end.may_be_in(&c.read_buf) {
+        let look = !c.read_buf.is_empty() && (!parsed_partial || end.may_be_in(&c.read_buf));
+        if full || look {
             match wire::parse_head(&c.read_buf, method, limits)? {
-                None => end.incomplete(c.read_buf.len()),
+                None => {
+                    parsed_partial = true;
+                    end.incomplete(c.read_buf.len());
+                }
                 Some((head, len)) => {
                     c.read_buf.advance(len);
                     end = wire::SectionEnd::default();
+                    parsed_partial = false;
                     if !head.status.is_informational() {
                         return Ok(head);
                     }

@@ -70,6 +70,7 @@ mod learn;
 mod replay;
 mod response;
 mod trace;
+mod watch;
 pub(crate) mod wire;
 
 pub use body::{Body, BoxError};

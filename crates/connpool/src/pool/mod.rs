@@ -276,10 +276,28 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
         key: &K,
         location: &'static Location<'static>,
     ) -> Result<PooledConn<K, M>, Error> {
-        let shared = &*self.shared;
         reaper::start(&self.shared);
-        // The connection that failed its check on the previous turn.
-        let mut failed: Option<(Tracked<K, M::Conn>, EvictReason)> = None;
+        match self.turn(key, None, location) {
+            Turn::Done(result) => result,
+            // Boxed: a future that can connect or wait is several times
+            // the size of one that takes an idle connection, and every
+            // caller's future would carry (and move) that size on every
+            // request. A connect or a wait costs far more than the box.
+            slow => Box::pin(self.checkout_slow(key, slow, location)).await,
+        }
+    }
+
+    /// One turn at the pool's state, without waiting: an idle connection
+    /// that passes its check (the connections that fail are evicted and
+    /// the next one tried), or what must be awaited instead. Most
+    /// checkouts end here.
+    fn turn(
+        &self,
+        key: &K,
+        mut failed: Option<(Tracked<K, M::Conn>, EvictReason)>,
+        location: &'static Location<'static>,
+    ) -> Turn<K, M> {
+        let shared = &*self.shared;
         loop {
             let mut after = Aftermath::new();
             let now = shared.config.clock.now();
@@ -292,9 +310,14 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
                 &mut after,
             );
             shared.finish(after);
-            let (tracked, idle_for) = match take {
-                Take::Idle { tracked, idle_for } => (tracked, idle_for),
-                Take::Connect(id) => return self.connect(key, id, location).await,
+            match take {
+                Take::Idle { tracked, idle_for } => match self.checked(key, tracked, idle_for, now)
+                {
+                    Ok(conn) => return Turn::Done(Ok(conn)),
+                    // Keep the unit: the next `take` trades it for another try.
+                    Err(evicted) => failed = Some(evicted),
+                },
+                Take::Connect(id) => return Turn::Connect(id),
                 Take::Wait {
                     id,
                     rx,
@@ -304,11 +327,7 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
                     if wake_timer {
                         shared.signals.wake_timer.notify_one();
                     }
-                    match self.wait(key, id, rx, waiters, location).await? {
-                        Grant::Conn(tracked) => (tracked, std::time::Duration::ZERO),
-                        Grant::Permit(id) => return self.connect(key, id, location).await,
-                        Grant::Expired(_) => unreachable!("wait() turns Expired into an error"),
-                    }
+                    return Turn::Wait { id, rx, waiters };
                 }
                 Take::Refused(stats) => {
                     shared.emit(
@@ -318,32 +337,71 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
                             waiters: stats.waiters,
                         },
                     );
-                    return Err(Error::limit(
+                    return Turn::Done(Err(Error::limit(
                         ErrorKind::TooManyWaiters,
                         "max_waiters_per_key",
                         shared.config.max_waiters_per_key,
                         None,
                         stats,
                     )
-                    .with_key(key));
+                    .with_key(key)));
                 }
-            };
-            let mut conn = PooledConn::new(self.shared.clone(), tracked, idle_for, now);
-            match shared.manager.check(key, &mut conn, idle_for) {
-                Ok(()) => {
-                    shared.emit(
-                        key,
-                        Some(conn.id()),
-                        EventKind::Reused {
-                            idle_for,
-                            previous_uses: conn.uses() - 1,
-                        },
-                    );
-                    return Ok(conn);
-                }
-                // Keep the unit: the next `take` trades it for another try.
-                Err(reason) => failed = Some((conn.disarm(), reason)),
             }
+        }
+    }
+
+    /// The rest of a checkout whose first turn must connect or wait.
+    async fn checkout_slow(
+        &self,
+        key: &K,
+        mut turn: Turn<K, M>,
+        location: &'static Location<'static>,
+    ) -> Result<PooledConn<K, M>, Error> {
+        loop {
+            let (id, rx, waiters) = match turn {
+                Turn::Done(result) => return result,
+                Turn::Connect(id) => return self.connect(key, id, location).await,
+                Turn::Wait { id, rx, waiters } => (id, rx, waiters),
+            };
+            match self.wait(key, id, rx, waiters, location).await? {
+                Grant::Conn(tracked) => {
+                    let now = self.shared.config.clock.now();
+                    match self.checked(key, tracked, std::time::Duration::ZERO, now) {
+                        Ok(conn) => return Ok(conn),
+                        Err(evicted) => turn = self.turn(key, Some(evicted), location),
+                    }
+                }
+                Grant::Permit(id) => return self.connect(key, id, location).await,
+                Grant::Expired(_) => unreachable!("wait() turns Expired into an error"),
+            }
+        }
+    }
+
+    /// Runs the manager's check on a connection just taken: the connection
+    /// to hand out, or the connection (still holding its unit) and why it
+    /// must be evicted.
+    fn checked(
+        &self,
+        key: &K,
+        tracked: Tracked<K, M::Conn>,
+        idle_for: std::time::Duration,
+        now: clock::Stamp,
+    ) -> Result<PooledConn<K, M>, (Tracked<K, M::Conn>, EvictReason)> {
+        let shared = &*self.shared;
+        let mut conn = PooledConn::new(self.shared.clone(), tracked, idle_for, now);
+        match shared.manager.check(key, &mut conn, idle_for) {
+            Ok(()) => {
+                shared.emit(
+                    key,
+                    Some(conn.id()),
+                    EventKind::Reused {
+                        idle_for,
+                        previous_uses: conn.uses() - 1,
+                    },
+                );
+                Ok(conn)
+            }
+            Err(reason) => Err((conn.disarm(), reason)),
         }
     }
 
@@ -384,7 +442,7 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
             .lock()
             .trade_for_connect(tracked, reason, &mut after);
         self.shared.finish(after);
-        async move { self.connect(&key, id, location).await }
+        async move { Box::pin(self.connect(&key, id, location)).await }
     }
 
     /// Waits for a grant. The deadline is watched by the pool's timer task,
@@ -754,4 +812,17 @@ fn wait_timeout_error<K: Key, M: Manager<K>>(
         stats,
     )
     .with_key(key)
+}
+/// What a checkout's turn at the pool's state left to do.
+enum Turn<K: Key, M: Manager<K>> {
+    /// Finished: a checked connection, or the refusal.
+    Done(Result<PooledConn<K, M>, Error>),
+    /// Open connection `id` (a connecting unit is held).
+    Connect(ConnId),
+    /// Wait for a grant on `rx`.
+    Wait {
+        id: u64,
+        rx: tokio::sync::oneshot::Receiver<Grant<K, M::Conn>>,
+        waiters: usize,
+    },
 }

@@ -24,9 +24,6 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use http::HeaderMap;
-use http::header::HeaderName;
-
 use super::{parse_decimal, split_quoted, trim_ows};
 
 /// What the server said about its keep-alive policy, if anything.
@@ -39,14 +36,12 @@ pub(crate) struct KeepAliveHint {
     pub(crate) max: Option<u32>,
 }
 
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-
 impl KeepAliveHint {
-    /// Reads every `Keep-Alive` field of `headers`.
-    pub(crate) fn parse(headers: &HeaderMap) -> KeepAliveHint {
+    /// The hint from the values of every `Keep-Alive` field line.
+    pub(crate) fn from_values<'a>(values: impl Iterator<Item = &'a [u8]>) -> KeepAliveHint {
         let mut hint = KeepAliveHint::default();
-        for value in headers.get_all(&KEEP_ALIVE) {
-            for element in split_quoted(value.as_bytes(), b',') {
+        for value in values {
+            for element in split_quoted(value, b',') {
                 for param in split_quoted(element, b';') {
                     hint.merge_param(param);
                 }
@@ -104,14 +99,9 @@ fn unquote(value: &[u8]) -> Option<Cow<'_, [u8]>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn hint(values: &[&'static str]) -> KeepAliveHint {
-        let mut h = HeaderMap::new();
-        for v in values {
-            h.append(&KEEP_ALIVE, HeaderValue::from_static(v));
-        }
-        KeepAliveHint::parse(&h)
+        KeepAliveHint::from_values(values.iter().map(|v| v.as_bytes()))
     }
 
     fn secs(n: u64) -> Option<Duration> {

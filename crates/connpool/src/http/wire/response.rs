@@ -54,12 +54,13 @@
 //! bytes, so a peer sending an endless head costs bounded work per call;
 //! at most `max_headers` field lines.
 
-use http::header::{CONNECTION, CONTENT_LENGTH, HeaderName, TRANSFER_ENCODING};
+use std::mem::MaybeUninit;
+
+use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 
 use super::{
-    KeepAliveHint, has_token, is_digits, is_tchar, list_elements, parse_decimal, quote_bytes,
-    trim_ows,
+    KeepAliveHint, is_digits, is_tchar, list_elements, parse_decimal, quote_bytes, trim_ows,
 };
 use crate::{Error, ErrorKind};
 
@@ -136,16 +137,18 @@ pub(crate) fn parse_head(
     request_method: &Method,
     limits: &HeadLimits,
 ) -> Result<Option<(ResponseHead, usize)>, Error> {
+    // Uninitialized slots: zeroing 128 of them would cost more than
+    // parsing a typical head.
     if limits.max_headers <= STACK_HEADERS {
-        let mut slots = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        let mut slots = [const { MaybeUninit::uninit() }; STACK_HEADERS];
         let slots = slots.get_mut(..limits.max_headers).unwrap_or_default();
         parse_with_slots(buf, request_method, limits, slots)
     } else {
         let n = limits
             .max_headers
             .min(limits.max_head_bytes / MIN_FIELD_LINE + 1);
-        let mut slots = vec![httparse::EMPTY_HEADER; n];
-        parse_with_slots(buf, request_method, limits, &mut slots)
+        let mut slots = Vec::with_capacity(n);
+        parse_with_slots(buf, request_method, limits, slots.spare_capacity_mut())
     }
 }
 
@@ -163,13 +166,14 @@ fn parse_with_slots<'b>(
     buf: &'b [u8],
     request_method: &Method,
     limits: &HeadLimits,
-    slots: &mut [httparse::Header<'b>],
+    slots: &mut [MaybeUninit<httparse::Header<'b>>],
 ) -> Result<Option<(ResponseHead, usize)>, Error> {
     // Parsing only the first `max_head_bytes` bounds the work a peer can
     // cause, and makes "complete" imply "within the limit".
     let window = buf.get(..limits.max_head_bytes).unwrap_or(buf);
-    let mut response = httparse::Response::new(slots);
-    let consumed = match parser_config().parse_response(&mut response, window) {
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = parser_config().parse_response_with_uninit_headers(&mut response, window, slots);
+    let consumed = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= limits.max_head_bytes => {
             return Err(Error::new(
@@ -197,11 +201,13 @@ fn parse_with_slots<'b>(
     let code = response.code.unwrap_or_default();
     let status = StatusCode::from_u16(code)
         .map_err(|_| malformed(format!("invalid status code {code:03} in status line")))?;
+    // The rules below read the parsed fields, not the map: one pass over a
+    // handful of fields beats a hashed lookup per rule.
+    let fields = Fields(response.headers);
+    let (framing, reusable) = framing(status, version, request_method, fields)?;
+    let keep_alive = reusable && connection_persists(version, fields);
+    let hint = KeepAliveHint::from_values(fields.values("keep-alive"));
     let headers = header_map(response.headers)?;
-
-    let (framing, reusable) = framing(status, version, request_method, &headers)?;
-    let keep_alive = reusable && connection_persists(version, &headers);
-    let hint = KeepAliveHint::parse(&headers);
     Ok(Some((
         ResponseHead {
             status,
@@ -213,6 +219,31 @@ fn parse_with_slots<'b>(
         },
         consumed,
     )))
+}
+
+/// The parsed field lines, for the framing and reuse rules.
+#[derive(Clone, Copy)]
+struct Fields<'a>(&'a [httparse::Header<'a>]);
+
+impl<'a> Fields<'a> {
+    /// The values of every field named `name` (lowercase), in order.
+    fn values(self, name: &'static str) -> impl Iterator<Item = &'a [u8]> {
+        self.0
+            .iter()
+            .filter(move |f| f.name.eq_ignore_ascii_case(name))
+            .map(|f| f.value)
+    }
+
+    fn contains(self, name: &'static str) -> bool {
+        self.values(name).next().is_some()
+    }
+
+    /// Whether any field named `name` lists `token`, as `Connection` does
+    /// (RFC 9110 §7.6.1).
+    fn has_token(self, name: &'static str, token: &str) -> bool {
+        self.values(name)
+            .any(|value| list_elements(value).any(|e| e.eq_ignore_ascii_case(token.as_bytes())))
+    }
 }
 
 fn malformed(message: impl Into<String>) -> Error {
@@ -255,7 +286,7 @@ fn framing(
     status: StatusCode,
     version: Version,
     method: &Method,
-    headers: &HeaderMap,
+    fields: Fields<'_>,
 ) -> Result<(Framing, bool), Error> {
     let tunnel = *method == Method::CONNECT && status.is_success();
     if status.is_informational()
@@ -268,14 +299,14 @@ fn framing(
     if tunnel {
         return Ok((Framing::CloseDelimited, false));
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
-        if !last_coding_is_chunked(headers)? {
+    if fields.contains("transfer-encoding") {
+        if !last_coding_is_chunked(fields)? {
             return Ok((Framing::CloseDelimited, false));
         }
-        let suspicious = headers.contains_key(CONTENT_LENGTH) || version == Version::HTTP_10;
+        let suspicious = fields.contains("content-length") || version == Version::HTTP_10;
         return Ok((Framing::Chunked, !suspicious));
     }
-    match content_length(headers)? {
+    match content_length(fields)? {
         Some(n) => Ok((Framing::Length(n), true)),
         None => Ok((Framing::CloseDelimited, false)),
     }
@@ -283,11 +314,11 @@ fn framing(
 
 /// Whether the last transfer coding, across all `Transfer-Encoding`
 /// fields, is `chunked`.
-fn last_coding_is_chunked(headers: &HeaderMap) -> Result<bool, Error> {
+fn last_coding_is_chunked(fields: Fields<'_>) -> Result<bool, Error> {
     let mut last: Option<&[u8]> = None;
     let mut chunked = 0usize;
-    for field in headers.get_all(TRANSFER_ENCODING) {
-        for coding in list_elements(field.as_bytes()) {
+    for field in fields.values("transfer-encoding") {
+        for coding in list_elements(field) {
             if coding.eq_ignore_ascii_case(b"chunked") {
                 chunked += 1;
             }
@@ -304,13 +335,13 @@ fn last_coding_is_chunked(headers: &HeaderMap) -> Result<bool, Error> {
 
 /// The one `Content-Length` value, if the header is present; any
 /// repetition, conflict or non-number is an error.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Error> {
+fn content_length(fields: Fields<'_>) -> Result<Option<u64>, Error> {
     let mut first: Option<u64> = None;
     let mut count = 0usize;
-    for field in headers.get_all(CONTENT_LENGTH) {
+    for field in fields.values("content-length") {
         // Not a list field, but senders that merge fields write `5, 5`;
         // split to say "duplicate" or "conflicting" rather than "invalid".
-        for piece in field.as_bytes().split(|&b| b == b',') {
+        for piece in field.split(|&b| b == b',') {
             let piece = trim_ows(piece);
             let Some(n) = parse_decimal(piece) else {
                 return Err(malformed(if is_digits(piece) {
@@ -321,7 +352,7 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Error> {
                 } else {
                     format!(
                         "invalid Content-Length {}: not a decimal number",
-                        quote_bytes(field.as_bytes())
+                        quote_bytes(field)
                     )
                 }));
             };
@@ -347,11 +378,11 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Error> {
 }
 
 /// Whether the server intends to keep the connection open (RFC 9112 §9.3).
-fn connection_persists(version: Version, headers: &HeaderMap) -> bool {
-    if has_token(headers, &CONNECTION, "close") {
+fn connection_persists(version: Version, fields: Fields<'_>) -> bool {
+    if fields.has_token("connection", "close") {
         return false;
     }
-    version == Version::HTTP_11 || has_token(headers, &CONNECTION, "keep-alive")
+    version == Version::HTTP_11 || fields.has_token("connection", "keep-alive")
 }
 
 /// Turns an `httparse` error into one that says which part was wrong,
@@ -642,7 +673,7 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n",
             &Method::HEAD,
         );
-        assert_eq!(h.headers[CONTENT_LENGTH], "1234");
+        assert_eq!(h.headers[http::header::CONTENT_LENGTH], "1234");
     }
 
     #[test]
