@@ -480,12 +480,34 @@ async fn the_per_host_cap_queues_and_the_wait_deadline_is_kept() {
         .pool_wait_timeout(Duration::from_millis(100))
         .response_header_timeout(Some(Duration::from_secs(5)))
         .build();
-    let held = client.get(server.url("/bytes/10")).send().await.unwrap();
+    // A body larger than one read: its connection stays checked out until
+    // the body is read (a small body that arrives whole with its head
+    // gives its connection back at once).
+    let held = client
+        .get(server.url("/bytes/1000000"))
+        .send()
+        .await
+        .unwrap();
     let err = client.get(server.url("/")).send().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PoolWaitTimeout, "{err}");
     assert!(!err.may_have_been_processed());
     held.bytes().await.unwrap();
     client.get(server.url("/")).send().await.unwrap();
+    assert_eq!(server.accepted(), 1);
+}
+
+#[tokio::test]
+async fn a_body_that_arrived_with_its_head_frees_the_connection_before_it_is_read() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::builder().max_conns_per_host(1).build();
+    let held = client.get(server.url("/bytes/10")).send().await.unwrap();
+    assert_eq!(client.stats().total.checked_out, 0, "already returned");
+    // The one connection serves the next request while `held` is unread.
+    let next = client.get(server.url("/bytes/3")).send().await.unwrap();
+    assert!(next.connection_reused());
+    assert_eq!(next.bytes().await.unwrap().len(), 3);
+    let body = held.bytes().await.unwrap();
+    assert_eq!(body.len(), 10);
     assert_eq!(server.accepted(), 1);
 }
 

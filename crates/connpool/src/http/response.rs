@@ -79,6 +79,9 @@ pub struct Response {
 /// Reading it to its end returns the connection to the pool; dropping it
 /// early drains or closes the connection (see [`Response`]).
 pub struct ResponseBody {
+    /// The rest of the body, read with the head: its connection went back
+    /// to the pool before the response was returned.
+    ready: Option<Bytes>,
     reader: Option<Box<Reader>>,
     /// Trailers of a chunked body, kept by [`ResponseBody::chunk`] (as an
     /// `http_body::Body` they are the last frame instead).
@@ -88,7 +91,7 @@ pub struct ResponseBody {
 impl std::fmt::Debug for ResponseBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseBody")
-            .field("done", &self.reader.is_none())
+            .field("done", &(self.ready.is_none() && self.reader.is_none()))
             .finish()
     }
 }
@@ -149,7 +152,7 @@ pub(crate) fn start_body(
         }
         Framing::CloseDelimited => Decoder::Close,
     };
-    let mut reader = Box::new(Reader {
+    let mut reader = Reader {
         conn: Some(conn),
         decoder,
         no_reuse,
@@ -162,18 +165,31 @@ pub(crate) fn start_body(
             connection_reused: reused,
             attempts,
         },
-    });
-    let body = if matches!(reader.decoder, Decoder::Length(0)) {
-        reader.finish();
-        ResponseBody {
-            reader: None,
-            trailers: None,
+    };
+    // A body that arrived whole with its head (most small responses) is
+    // taken now and the connection goes back at once: it is free for the
+    // next request before the caller reads a byte, and no reader is
+    // allocated.
+    let arrived = match (&reader.decoder, reader.conn.as_deref_mut()) {
+        (Decoder::Length(n), Some(c)) if *n <= c.read_buf.len() as u64 => {
+            Some((*n > 0).then(|| c.read_buf.split_to(*n as usize).freeze()))
         }
-    } else {
-        ResponseBody {
-            reader: Some(reader),
-            trailers: None,
+        _ => None,
+    };
+    let body = match arrived {
+        Some(ready) => {
+            reader.finish();
+            ResponseBody {
+                ready,
+                reader: None,
+                trailers: None,
+            }
         }
+        None => ResponseBody {
+            ready: None,
+            reader: Some(Box::new(reader)),
+            trailers: None,
+        },
     };
     Response {
         status: head.status,
@@ -417,6 +433,9 @@ impl http_body::Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = self.get_mut();
+        if let Some(data) = this.ready.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
         let Some(reader) = this.reader.as_mut() else {
             return Poll::Ready(None);
         };
@@ -429,10 +448,13 @@ impl http_body::Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.reader.is_none()
+        self.ready.is_none() && self.reader.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
+        if let Some(data) = &self.ready {
+            return SizeHint::with_exact(data.len() as u64);
+        }
         match self.reader.as_deref().map(|r| &r.decoder) {
             None => SizeHint::with_exact(0),
             Some(Decoder::Length(n)) => SizeHint::with_exact(*n),
