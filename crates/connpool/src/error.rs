@@ -66,6 +66,11 @@ pub enum ErrorKind {
     RequestBody,
     /// The response body could not be decoded (not UTF-8, not JSON).
     Decode,
+    /// The request got no reply on a path that is dead: nothing was
+    /// acknowledged since it was written and the kernel's retransmissions
+    /// went unanswered (a middlebox that forgot the flow and drops its
+    /// packets, a peer that vanished). See [`Error::delivery`].
+    DeadPath,
     /// Any other I/O error.
     Io,
 }
@@ -98,6 +103,7 @@ impl ErrorKind {
             ErrorKind::InvalidRequest => "invalid_request",
             ErrorKind::RequestBody => "request_body",
             ErrorKind::Decode => "decode",
+            ErrorKind::DeadPath => "dead_path",
             ErrorKind::Io => "io",
         }
     }
@@ -147,6 +153,59 @@ pub(crate) struct RequestFate {
     pub(crate) connection_reused: bool,
     /// How many attempts were made, the failing one included.
     pub(crate) attempts: u32,
+    /// What the kernel saw of the failing attempt's bytes, when asked.
+    pub(crate) delivery: Option<Delivery>,
+}
+
+/// What the kernel's TCP saw of a failed request's bytes (`TCP_INFO`,
+/// read when the request failed on a reset, a broken pipe or a dead path).
+///
+/// `acknowledged: No` means no byte of the request drew an ACK from the
+/// peer's TCP, so the server's application cannot have read it: the
+/// evidence a client needs to send a non-replayable request again (see
+/// [`ReplayPolicy::resend_unacknowledged`](crate::http::ReplayPolicy::resend_unacknowledged)
+/// for where that evidence can mislead).
+///
+/// ```
+/// use connpool::{Acknowledged, Delivery};
+/// let d = Delivery { acknowledged: Acknowledged::No, retransmits: 2 };
+/// assert_eq!(d.to_string(), "acknowledged by the peer: no, 2 retransmissions");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// Whether the peer's TCP acknowledged any byte of the request.
+    pub acknowledged: Acknowledged,
+    /// Retransmission timeouts of the request's oldest unacknowledged
+    /// segment, without a reply.
+    pub retransmits: u32,
+}
+
+/// Whether a request's bytes were acknowledged; see [`Delivery`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acknowledged {
+    /// An ACK arrived after the request was written.
+    Yes,
+    /// No ACK arrived since the request was written.
+    No,
+    /// The kernel's record cannot tell (the last ACK arrived within its
+    /// clock's resolution of the write, or `TCP_INFO` is unavailable).
+    Unknown,
+}
+
+impl fmt::Display for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let acknowledged = match self.acknowledged {
+            Acknowledged::Yes => "yes",
+            Acknowledged::No => "no",
+            Acknowledged::Unknown => "unknown",
+        };
+        write!(
+            f,
+            "acknowledged by the peer: {acknowledged}, {} retransmission{}",
+            self.retransmits,
+            if self.retransmits == 1 { "" } else { "s" }
+        )
+    }
 }
 
 /// The bound that was hit and the key's state at that moment.
@@ -315,6 +374,17 @@ impl Error {
         self.inner.fate.map(|f| f.attempts)
     }
 
+    /// For a failed HTTP request that ended on a reset, a broken pipe or
+    /// a dead path: what the kernel saw of its bytes.
+    ///
+    /// ```
+    /// let err = connpool::Error::new(connpool::ErrorKind::Io, "x");
+    /// assert!(err.delivery().is_none());
+    /// ```
+    pub fn delivery(&self) -> Option<Delivery> {
+        self.inner.fate.and_then(|f| f.delivery)
+    }
+
     pub(crate) fn with_fate(mut self, fate: RequestFate) -> Error {
         self.inner.fate = Some(fate);
         self
@@ -414,7 +484,11 @@ impl fmt::Display for Error {
             if fate.attempts == 0 {
                 write!(f, " ({processed})")?;
             } else {
-                write!(f, " (attempt {} on {conn}; {processed})", fate.attempts)?;
+                write!(f, " (attempt {} on {conn}; {processed}", fate.attempts)?;
+                if let Some(delivery) = fate.delivery {
+                    write!(f, "; {delivery}")?;
+                }
+                f.write_str(")")?;
             }
         }
         Ok(())

@@ -51,7 +51,7 @@ pub mod pool;
 mod sys;
 pub mod tcp;
 
-pub use error::{Error, ErrorKind};
+pub use error::{Acknowledged, Delivery, Error, ErrorKind};
 pub use events::{CloseReason, Event, EventKind, EvictReason, Observer, WaitOutcome};
 pub use pool::{
     Clock, Counters, Key, KeyStats, Manager, Pool, PoolBuilder, PoolConfig, PoolStats, PooledConn,

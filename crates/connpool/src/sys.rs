@@ -58,6 +58,19 @@ pub(crate) fn set_keepalive(
     SockRef::from(socket).set_tcp_keepalive(&keepalive)
 }
 
+/// Sets `TCP_USER_TIMEOUT` (Linux): written data unacknowledged for this
+/// long fails the connection.
+#[cfg(target_os = "linux")]
+pub(crate) fn set_user_timeout(socket: &impl AsFd, timeout: Duration) -> io::Result<()> {
+    SockRef::from(socket).set_tcp_user_timeout(Some(timeout))
+}
+
+/// `TCP_USER_TIMEOUT` is Linux-specific; elsewhere it is not set.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn set_user_timeout(_socket: &impl AsFd, _timeout: Duration) -> io::Result<()> {
+    Ok(())
+}
+
 /// Nanoseconds on `CLOCK_MONOTONIC_COARSE`: the time of the last timer
 /// tick (resolution 1–4 ms), read from the vDSO without a hardware clock
 /// read. About a third of the cost of `Instant::now()`, and precise enough
@@ -102,6 +115,13 @@ pub(crate) struct TcpInfo {
     /// FIN, so this is how long ago the peer closed. (An RST is processed
     /// before its ACK field and does not update it.)
     pub(crate) since_last_ack_recv: Duration,
+    /// Segments sent and not yet acknowledged.
+    pub(crate) unacked: u32,
+    /// Consecutive retransmission timeouts of the oldest unacknowledged
+    /// segment (reset by an ACK that moves the window).
+    pub(crate) retransmits: u8,
+    /// The current retransmission timeout.
+    pub(crate) rto: Duration,
 }
 
 /// Reads `getsockopt(TCP_INFO)`.
@@ -134,6 +154,9 @@ pub(crate) fn tcp_info(socket: &impl AsFd) -> io::Result<TcpInfo> {
     }
     Ok(TcpInfo {
         since_last_ack_recv: Duration::from_millis(u64::from(info.tcpi_last_ack_recv)),
+        unacked: info.tcpi_unacked,
+        retransmits: info.tcpi_retransmits,
+        rto: Duration::from_micros(u64::from(info.tcpi_rto)),
     })
 }
 

@@ -341,6 +341,47 @@ async fn socket_options_are_applied() {
         Duration::from_secs(3)
     );
     assert_eq!(socket.tcp_keepalive_retries().unwrap(), 4);
+    // The user timeout follows keepalive's give-up time: 7 + 4 x 3 s.
+    assert_eq!(
+        socket.tcp_user_timeout().unwrap(),
+        Some(Duration::from_secs(19))
+    );
+}
+
+#[tokio::test]
+async fn keepalive_and_a_matching_user_timeout_are_on_by_default() {
+    let server = FaultServer::start_echo().unwrap();
+    let pool: TcpPool = TcpPool::new(TcpManager::default());
+    let conn = pool.get(&server.addr()).await.unwrap();
+    let socket = SockRef::from(&*conn);
+    assert!(socket.keepalive().unwrap());
+    assert_eq!(
+        socket.tcp_keepalive_time().unwrap(),
+        Duration::from_secs(15)
+    );
+    assert_eq!(
+        socket.tcp_keepalive_interval().unwrap(),
+        Duration::from_secs(5)
+    );
+    assert_eq!(socket.tcp_keepalive_retries().unwrap(), 3);
+    assert_eq!(
+        socket.tcp_user_timeout().unwrap(),
+        Some(Duration::from_secs(30))
+    );
+
+    let off: TcpPool = TcpPool::new(TcpManager::new(TcpConfig {
+        keepalive: None,
+        user_timeout: connpool::tcp::UserTimeout::Auto,
+        ..Default::default()
+    }));
+    let conn = off.get(&server.addr()).await.unwrap();
+    let socket = SockRef::from(&*conn);
+    assert!(!socket.keepalive().unwrap());
+    assert_eq!(
+        socket.tcp_user_timeout().unwrap(),
+        None,
+        "Auto follows keepalive"
+    );
 }
 
 #[tokio::test]

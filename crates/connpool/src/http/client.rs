@@ -19,24 +19,28 @@
 //! The response's body holds the connection; see [`Response`].
 
 use std::borrow::Cow;
+use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Buf;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::body::{Body, BodyKind};
 use super::config::ClientConfig;
 use super::conn::{HostKey, HttpConn, HttpManager};
 use super::learn::IdleTimeoutLearner;
+use super::path::{self, Verdict};
 use super::replay::ReplayPolicy;
+use super::response::poll_fill;
 use super::response::{Response, start_body};
 use super::trace::{TraceStep, Tracer};
-use super::watch::Watchdog;
+use super::watch::{Alarm, Watch, Watchdog};
 use super::wire::{self, BodyFraming, HeadLimits, ResponseHead};
-use crate::error::RequestFate;
+use crate::error::{Acknowledged, Delivery, RequestFate};
 use crate::tcp::TcpConfig;
 use crate::{Error, ErrorKind, EvictReason, Observer, Pool, PoolStats, PooledConn};
 
@@ -159,6 +163,10 @@ impl ClientBuilder {
         max_response_headers: usize;
         /// See [`ClientConfig::tcp_keepalive`].
         tcp_keepalive: Option<crate::tcp::TcpKeepalive>;
+        /// See [`ClientConfig::tcp_user_timeout`].
+        tcp_user_timeout: crate::tcp::UserTimeout;
+        /// See [`ClientConfig::dead_path_check`].
+        dead_path_check: Option<Duration>;
         /// See [`ClientConfig::tcp_nodelay`].
         tcp_nodelay: bool;
         /// See [`ClientConfig::user_agent`].
@@ -183,6 +191,7 @@ impl ClientBuilder {
                 connect_timeout: c.connect_timeout,
                 nodelay: c.tcp_nodelay,
                 keepalive: c.tcp_keepalive,
+                user_timeout: c.tcp_user_timeout,
             },
             IdleTimeoutLearner::new(c.learn_idle_timeout, c.keep_alive_margin),
             c.max_lifetime.map(|max| (max, c.max_lifetime_jitter)),
@@ -458,6 +467,14 @@ impl Client {
                 }
                 Err(err) => err,
             };
+            if matches!(
+                err.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+            ) && progress.written > 0
+            {
+                let c: &HttpConn = &conn;
+                progress.delivery = Some(path::delivery(&c.stream, progress.written_for()));
+            }
             if self.should_retry(req, &err, progress) {
                 let elapsed = conn.idle_for() + conn.held_for();
                 let c: &HttpConn = &conn;
@@ -489,13 +506,13 @@ impl Client {
     fn should_retry(&self, req: &Prepared, err: &Error, progress: &Progress) -> bool {
         let policy = &self.inner.config.replay;
         // The policy is consulted only here, on the failure path.
-        may_retry(
-            policy.retry,
-            policy.is_replayable(&req.method, &req.headers),
-            req.body.is_replayable(),
-            err,
-            progress,
-        )
+        let inputs = RetryInputs {
+            enabled: policy.retry,
+            replayable: policy.is_replayable(&req.method, &req.headers),
+            body_replayable: req.body.is_replayable(),
+            resend_unacknowledged: policy.resend_unacknowledged,
+        };
+        may_retry(inputs, err, progress)
     }
 
     /// One attempt on one connection: write the request, read the head.
@@ -519,27 +536,16 @@ impl Client {
         } else {
             Cow::Borrowed(&req.wire)
         };
+        progress.write_started = crate::sys::coarse_monotonic_nanos();
         write_counted(&mut c.stream, &wire, progress).await?;
         self.write_body(c, req, progress).await?;
         tracer.record(TraceStep::WroteRequest {
             bytes: progress.written,
         });
         let limits = config.head_limits();
-        let read = read_head(c, &req.method, &limits, tracer, progress);
-        let head = match config.response_header_timeout {
-            None => read.await?,
-            Some(limit) => self
-                .inner
-                .watchdog
-                .within(limit, read)
-                .await
-                .map_err(|_| {
-                    Error::new(
-                        ErrorKind::ResponseHeaderTimeout,
-                        format!("no response head within {limit:?} of writing the request"),
-                    )
-                })??,
-        };
+        let timeout = config.response_header_timeout;
+        let mut watch = self.inner.watchdog.watch(timeout, config.dead_path_check);
+        let head = read_head(c, &req.method, &limits, tracer, progress, &mut watch).await?;
         Ok((head, sent_close))
     }
 
@@ -608,25 +614,37 @@ impl Client {
     }
 }
 
-/// Whether a failed attempt may be made again on a new connection: only
-/// the stale-connection race qualifies (a reused connection, the first
-/// attempt, no response byte, EOF/reset/broken pipe), and only for a
-/// request that is replayable or provably unsent, with a body that can be
-/// sent again.
-fn may_retry(
+/// Whether a failed attempt may be made again on a new connection, once:
+///
+/// * the stale-connection race (a reused connection, no response byte,
+///   EOF/reset/broken pipe), or a dead path (nothing acknowledged, the
+///   retransmissions unanswered: the request never reached the server);
+/// * and the request is replayable, or provably unsent (no byte written),
+///   or unacknowledged when the policy resends those;
+/// * and its body can be sent again.
+fn may_retry(policy: RetryInputs, err: &Error, progress: &Progress) -> bool {
+    let unacknowledged = progress
+        .delivery
+        .is_some_and(|d| d.acknowledged == Acknowledged::No);
+    let race = progress.reused && err.is_stale();
+    let dead_path = err.kind() == ErrorKind::DeadPath && unacknowledged;
+    policy.enabled
+        && progress.attempts == 1
+        && !progress.response_started
+        && (race || dead_path)
+        && (policy.body_replayable || !progress.body_started)
+        && (policy.replayable
+            || progress.written == 0
+            || (policy.resend_unacknowledged && unacknowledged))
+}
+
+/// What [`may_retry`] needs of the policy and the request.
+#[derive(Clone, Copy, Debug)]
+struct RetryInputs {
     enabled: bool,
     replayable: bool,
     body_replayable: bool,
-    err: &Error,
-    progress: &Progress,
-) -> bool {
-    enabled
-        && progress.reused
-        && progress.attempts == 1
-        && !progress.response_started
-        && err.is_stale()
-        && (body_replayable || !progress.body_started)
-        && (replayable || progress.written == 0)
+    resend_unacknowledged: bool,
 }
 
 /// A request's own error type inside an [`Error`]'s source chain.
@@ -699,6 +717,7 @@ async fn read_head(
     limits: &HeadLimits,
     tracer: &Tracer,
     progress: &mut Progress,
+    watch: &mut Watch<'_>,
 ) -> Result<ResponseHead, Error> {
     let mut end = wire::SectionEnd::default();
     // The first look parses at once: a head nearly always arrives whole,
@@ -736,12 +755,40 @@ async fn read_head(
                 }
             }
         }
-        c.ensure_read_buf();
-        let n = c
-            .stream
-            .read_buf(&mut c.read_buf)
-            .await
-            .map_err(Error::from_io)?;
+        let n = poll_fn(|cx| {
+            if let Poll::Ready(read) = poll_fill(c, cx) {
+                return Poll::Ready(read.map_err(Error::from_io));
+            }
+            match watch.pending(cx.waker()) {
+                None => Poll::Pending,
+                Some(Alarm::Deadline) => Poll::Ready(Err(Error::new(
+                    ErrorKind::ResponseHeaderTimeout,
+                    format!(
+                        "no response head within {:?} of writing the request",
+                        watch.limit().unwrap_or_default()
+                    ),
+                ))),
+                Some(Alarm::Check) => match path::check(&c.stream, progress.written_for()) {
+                    Verdict::Dead(delivery) => {
+                        progress.delivery = Some(delivery);
+                        Poll::Ready(Err(Error::new(
+                            ErrorKind::DeadPath,
+                            "no reply and no acknowledgement of the request: \
+                             the path to the server is dead",
+                        )))
+                    }
+                    Verdict::Delivered => {
+                        watch.check_again(None);
+                        Poll::Pending
+                    }
+                    Verdict::Undecided(after) => {
+                        watch.check_again(Some(after));
+                        Poll::Pending
+                    }
+                },
+            }
+        })
+        .await?;
         if n == 0 {
             return Err(if progress.response_started {
                 Error::new(
@@ -820,7 +867,7 @@ fn target_of(uri: &Uri) -> &str {
 
 /// What one request has done so far, kept outside the attempt so that a
 /// timeout that cancels the attempt can still tell what was sent.
-#[derive(Debug, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 struct Progress {
     attempts: u32,
     reused: bool,
@@ -831,6 +878,10 @@ struct Progress {
     /// A streamed body was polled: it cannot be sent again.
     body_started: bool,
     response_started: bool,
+    /// When this attempt began to write, on the coarse clock (ns).
+    write_started: u64,
+    /// What the kernel saw of this attempt's bytes, when it was asked.
+    delivery: Option<Delivery>,
 }
 
 impl Progress {
@@ -839,6 +890,13 @@ impl Progress {
         self.reused = reused;
         self.written = 0;
         self.response_started = false;
+        self.delivery = None;
+    }
+
+    /// How long ago this attempt began to write.
+    fn written_for(&self) -> Duration {
+        let now = crate::sys::coarse_monotonic_nanos();
+        Duration::from_nanos(now.saturating_sub(self.write_started))
     }
 
     fn fate(&self) -> RequestFate {
@@ -846,6 +904,7 @@ impl Progress {
             may_have_been_processed: self.ever_written,
             connection_reused: self.reused,
             attempts: self.attempts,
+            delivery: self.delivery,
         }
     }
 }
@@ -986,6 +1045,15 @@ mod tests {
         }
     }
 
+    fn inputs(enabled: bool, replayable: bool, body_replayable: bool) -> RetryInputs {
+        RetryInputs {
+            enabled,
+            replayable,
+            body_replayable,
+            resend_unacknowledged: false,
+        }
+    }
+
     fn eof() -> Error {
         Error::new(ErrorKind::UnexpectedEof, "closed")
     }
@@ -993,45 +1061,127 @@ mod tests {
     #[test]
     fn a_post_is_retried_only_when_provably_nothing_was_written() {
         let mut progress = reused_first_attempt();
-        assert!(may_retry(true, false, true, &eof(), &progress));
+        assert!(may_retry(inputs(true, false, true), &eof(), &progress));
         progress.written = 1;
         progress.ever_written = true;
-        assert!(!may_retry(true, false, true, &eof(), &progress));
-        assert!(may_retry(true, true, true, &eof(), &progress), "a GET is");
+        assert!(!may_retry(inputs(true, false, true), &eof(), &progress));
+        assert!(
+            may_retry(inputs(true, true, true), &eof(), &progress),
+            "a GET is"
+        );
     }
 
     #[test]
     fn only_the_stale_race_on_a_reused_connection_is_retried() {
         let progress = reused_first_attempt();
         let timeout = Error::new(ErrorKind::ResponseHeaderTimeout, "slow");
-        assert!(!may_retry(true, true, true, &timeout, &progress));
+        assert!(!may_retry(inputs(true, true, true), &timeout, &progress));
         let fresh = Progress {
             reused: false,
             ..reused_first_attempt()
         };
-        assert!(!may_retry(true, true, true, &eof(), &fresh));
+        assert!(!may_retry(inputs(true, true, true), &eof(), &fresh));
         let second = Progress {
             attempts: 2,
             ..reused_first_attempt()
         };
-        assert!(!may_retry(true, true, true, &eof(), &second));
+        assert!(!may_retry(inputs(true, true, true), &eof(), &second));
         let answered = Progress {
             response_started: true,
             ..reused_first_attempt()
         };
-        assert!(!may_retry(true, true, true, &eof(), &answered));
+        assert!(!may_retry(inputs(true, true, true), &eof(), &answered));
         assert!(
-            !may_retry(false, true, true, &eof(), &progress),
+            !may_retry(inputs(false, true, true), &eof(), &progress),
             "policy off"
         );
+    }
+
+    fn dead_path() -> Error {
+        Error::new(ErrorKind::DeadPath, "no reply")
+    }
+
+    fn delivery(acknowledged: Acknowledged) -> Option<Delivery> {
+        Some(Delivery {
+            acknowledged,
+            retransmits: 2,
+        })
+    }
+
+    #[test]
+    fn a_dead_path_is_retried_when_nothing_was_acknowledged() {
+        let fresh_written = Progress {
+            attempts: 1,
+            written: 100,
+            ever_written: true,
+            delivery: delivery(Acknowledged::No),
+            ..Progress::default()
+        };
+        // Any connection, new or reused: the request never arrived.
+        assert!(may_retry(
+            inputs(true, true, true),
+            &dead_path(),
+            &fresh_written
+        ));
+        // A POST only with the opt-in.
+        assert!(!may_retry(
+            inputs(true, false, true),
+            &dead_path(),
+            &fresh_written
+        ));
+        let resend = RetryInputs {
+            resend_unacknowledged: true,
+            ..inputs(true, false, true)
+        };
+        assert!(may_retry(resend, &dead_path(), &fresh_written));
+        // Acknowledged or unknown: never.
+        for ack in [Acknowledged::Yes, Acknowledged::Unknown] {
+            let p = Progress {
+                delivery: delivery(ack),
+                ..fresh_written
+            };
+            assert!(
+                !may_retry(inputs(true, true, true), &dead_path(), &p),
+                "{ack:?}"
+            );
+            assert!(!may_retry(resend, &dead_path(), &p), "{ack:?}");
+        }
+        // Once.
+        let second = Progress {
+            attempts: 2,
+            ..fresh_written
+        };
+        assert!(!may_retry(resend, &dead_path(), &second));
+    }
+
+    #[test]
+    fn an_unacknowledged_reset_resends_a_post_only_with_the_opt_in() {
+        let reset = Error::new(ErrorKind::ConnectionReset, "reset");
+        let p = Progress {
+            written: 100,
+            ever_written: true,
+            delivery: delivery(Acknowledged::No),
+            ..reused_first_attempt()
+        };
+        assert!(!may_retry(inputs(true, false, true), &reset, &p));
+        let resend = RetryInputs {
+            resend_unacknowledged: true,
+            ..inputs(true, false, true)
+        };
+        assert!(may_retry(resend, &reset, &p));
+        let acked = Progress {
+            delivery: delivery(Acknowledged::Yes),
+            ..p
+        };
+        assert!(!may_retry(resend, &reset, &acked));
     }
 
     #[test]
     fn a_streamed_body_is_replayed_only_if_untouched() {
         let mut progress = reused_first_attempt();
-        assert!(may_retry(true, true, false, &eof(), &progress));
+        assert!(may_retry(inputs(true, true, false), &eof(), &progress));
         progress.body_started = true;
-        assert!(!may_retry(true, true, false, &eof(), &progress));
+        assert!(!may_retry(inputs(true, true, false), &eof(), &progress));
     }
 
     #[test]

@@ -67,6 +67,7 @@ mod client;
 mod config;
 mod conn;
 mod learn;
+mod path;
 mod replay;
 mod response;
 mod trace;

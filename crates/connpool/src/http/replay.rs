@@ -17,6 +17,38 @@
 //! was read from cannot). A request is retried at most once, and never
 //! after a failure on a fresh connection: a fresh connection that fails is
 //! a real failure, not the race.
+//!
+//! A request on a *dead path* (no acknowledgement since it was written,
+//! retransmissions unanswered; see [`ErrorKind::DeadPath`]) is retried the
+//! same way, on any connection: the evidence says it never arrived.
+//!
+//! ## Resending what was never acknowledged
+//!
+//! [`ReplayPolicy::resend_unacknowledged`] (off by default) also resends a
+//! *non*-replayable request, such as a POST, when the kernel says no byte
+//! of it was acknowledged by the server's TCP (a dead path, or a reset or
+//! broken pipe with no ACK since the write; see [`Delivery`]). That is
+//! safe because a server application can only read bytes its TCP has
+//! received, and a TCP acknowledges what it receives: every ACK, even
+//! one delayed by up to 200 ms, arrives before the next retransmission
+//! has gone unanswered. Where it is **not** safe:
+//!
+//! * a server (or a proxy in front of it) that reads the request and then
+//!   aborts the connection with an RST (`SO_LINGER` 0) before its delayed
+//!   ACK went out: the RST is processed before its ACK field, so the
+//!   request looks unacknowledged although it was read, and possibly
+//!   processed;
+//! * a path that dies within one round trip after delivery: the ACK is
+//!   lost on the way back, the retransmissions go unanswered, and the
+//!   server has the request;
+//! * a proxy or load balancer that acknowledges the bytes itself: then the
+//!   evidence is about the proxy, and `acknowledged: yes` is what stops a
+//!   resend, as it should.
+//!
+//! Use it only where a duplicate is tolerable in those rare cases.
+//!
+//! [`ErrorKind::DeadPath`]: crate::ErrorKind::DeadPath
+//! [`Delivery`]: crate::Delivery
 
 use http::header::HeaderName;
 use http::{HeaderMap, Method};
@@ -50,6 +82,10 @@ pub struct ReplayPolicy {
     /// every failure reaches the caller (with
     /// [`Error::may_have_been_processed`](crate::Error::may_have_been_processed)).
     pub retry: bool,
+    /// Also resend a non-replayable request whose bytes the server's TCP
+    /// provably never acknowledged. Off by default: see the module docs
+    /// for when the evidence misleads.
+    pub resend_unacknowledged: bool,
 }
 
 impl Default for ReplayPolicy {
@@ -66,6 +102,7 @@ impl Default for ReplayPolicy {
             ],
             idempotency_header: Some(HeaderName::from_static("idempotency-key")),
             retry: true,
+            resend_unacknowledged: false,
         }
     }
 }
@@ -78,6 +115,19 @@ impl ReplayPolicy {
             methods: vec![Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE],
             ..ReplayPolicy::default()
         }
+    }
+
+    /// The default policy, plus resending requests that were provably
+    /// never acknowledged (see the module docs for the caveats).
+    ///
+    /// ```
+    /// let policy = connpool::http::ReplayPolicy::default().resend_unacknowledged(true);
+    /// assert!(policy.resend_unacknowledged);
+    /// ```
+    #[must_use]
+    pub fn resend_unacknowledged(mut self, on: bool) -> Self {
+        self.resend_unacknowledged = on;
+        self
     }
 
     /// Never retry anything.

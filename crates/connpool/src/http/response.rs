@@ -164,6 +164,7 @@ pub(crate) fn start_body(
             may_have_been_processed: true,
             connection_reused: reused,
             attempts,
+            delivery: None,
         },
     };
     // A body that arrived whole with its head (most small responses) is
@@ -390,7 +391,7 @@ fn close(conn: Conn, tracer: &Tracer, why: &'static str) {
 }
 
 /// Reads what the socket has into the connection's buffer.
-fn poll_fill(c: &mut HttpConn, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+pub(crate) fn poll_fill(c: &mut HttpConn, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
     c.ensure_read_buf();
     loop {
         match c.stream.try_read_buf(&mut c.read_buf) {

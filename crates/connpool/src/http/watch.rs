@@ -1,31 +1,31 @@
-//! Response deadlines without a timer per request.
+//! Response deadlines and dead-path checks without a timer per request.
 //!
 //! Every request waits for its response head at most
-//! `response_header_timeout`. Wrapping each wait in `tokio::time::timeout`
-//! puts an entry into tokio's timer wheel and takes it out again: about
-//! 550 instructions a request on the benchmark's hot path, a sixth of what
-//! the client itself costs, for a deadline that almost never fires.
+//! `response_header_timeout`, and a request that has waited
+//! `dead_path_check` without a response byte is checked for a dead path
+//! (see `path`). Wrapping each wait in `tokio::time::timeout` would put an
+//! entry into tokio's timer wheel and take it out again: about 550
+//! instructions a request on the benchmark's hot path, a sixth of what the
+//! client itself costs, for alarms that almost never go off.
 //!
 //! Instead a waiting request registers in a [`Watchdog`]'s list (one short
 //! lock when it first has to wait, one when it is done) and one task per
 //! client sweeps that list every tick, waking the requests whose deadline
-//! passed. A deadline fires between zero and one tick late; a tick is a
-//! tenth of the timeout, at most 100 ms, so the default 30 s timeout fires
-//! within 30.0–30.1 s. A request whose response is already there when it
-//! is first polled never registers at all.
+//! or check time passed; the woken request sees which [`Alarm`] went off.
+//! An alarm goes off between zero and one tick late; a tick is a tenth of
+//! the shortest alarm, at most 100 ms. A request whose response is
+//! already there when it is first polled never registers at all.
 //!
 //! The task runs only while requests wait: it ends after a second with
 //! none, and the next registration starts it again on the current runtime
 //! (so a task that died with its runtime is replaced too). It holds only a
 //! `Weak`, so it never keeps a client alive.
 //!
-//! Deadlines are read on the coarse monotonic clock, like the pool's idle
+//! Times are read on the coarse monotonic clock, like the pool's idle
 //! times: a few milliseconds of resolution is plenty here.
 
-use std::future::{Future, poll_fn};
-use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::{Poll, Waker};
+use std::task::Waker;
 use std::time::Duration;
 
 use slab::Slab;
@@ -44,9 +44,14 @@ pub(crate) struct Watchdog {
     shared: Arc<Shared>,
 }
 
-/// The deadline passed before the watched future finished.
-#[derive(Debug)]
-pub(crate) struct Elapsed;
+/// What went off for a watched request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Alarm {
+    /// The deadline passed.
+    Deadline,
+    /// Time to check the path (then [`Watch::check_again`]).
+    Check,
+}
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -65,37 +70,39 @@ struct State {
 
 #[derive(Debug)]
 struct Waiting {
-    /// On the coarse clock, in nanoseconds.
+    /// On the coarse clock, in nanoseconds; `NEVER` for none.
     deadline: u64,
+    check_at: u64,
     waker: Waker,
-    /// The sweep found the deadline passed and woke the request.
-    fired: bool,
+    /// The alarm the sweep found due, not yet seen by the request.
+    fired: Option<Alarm>,
 }
 
+const NEVER: u64 = u64::MAX;
+
 impl Watchdog {
-    /// Runs `fut` until it finishes or `limit` has passed, whichever comes
-    /// first. Dropping the returned future drops `fut` and forgets the
-    /// deadline.
-    pub(crate) async fn within<F: Future>(
+    /// Starts watching one request: a deadline `limit` from now, and a
+    /// path check `check_after` from now. Nothing is registered until the
+    /// request first has to wait ([`Watch::pending`]).
+    pub(crate) fn watch(
         &self,
-        limit: Duration,
-        fut: F,
-    ) -> Result<F::Output, Elapsed> {
-        let mut fut = pin!(fut);
-        let deadline = now_nanos().saturating_add(duration_nanos(limit));
-        let mut registration = Registration {
-            shared: &self.shared,
-            key: None,
+        limit: Option<Duration>,
+        check_after: Option<Duration>,
+    ) -> Watch<'_> {
+        let shortest = match (limit, check_after) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
-        poll_fn(|cx| {
-            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Ok(out));
-            }
-            registration
-                .pending(cx.waker(), deadline, limit)
-                .map(|fired| fired.map(|never| match never {}))
-        })
-        .await
+        let now = if shortest.is_some() { now_nanos() } else { 0 };
+        let at = |d: Option<Duration>| d.map_or(NEVER, |d| now.saturating_add(duration_nanos(d)));
+        Watch {
+            shared: &self.shared,
+            limit,
+            key: None,
+            deadline: at(limit),
+            check_at: at(check_after),
+            tick: shortest.map(tick_for),
+        }
     }
 
     /// How many requests wait now.
@@ -105,50 +112,60 @@ impl Watchdog {
     }
 }
 
-/// One request's place in the list; leaving it (however the request
+/// One request's place in the list; dropping it (however the request
 /// ends) takes the place back.
-struct Registration<'a> {
+pub(crate) struct Watch<'a> {
     shared: &'a Arc<Shared>,
+    limit: Option<Duration>,
     key: Option<usize>,
+    deadline: u64,
+    check_at: u64,
+    /// `None` when there is nothing to watch.
+    tick: Option<Duration>,
 }
 
-impl Registration<'_> {
-    /// The watched future is pending: register (once), keep the waker
-    /// current, and say whether the deadline fired.
-    fn pending(
-        &mut self,
-        waker: &Waker,
-        deadline: u64,
-        limit: Duration,
-    ) -> Poll<Result<Never, Elapsed>> {
+impl Watch<'_> {
+    /// The deadline's length, as given.
+    pub(crate) fn limit(&self) -> Option<Duration> {
+        self.limit
+    }
+
+    /// The watched operation is pending: register (once), keep the waker
+    /// current, and return the alarm that went off, if one did.
+    pub(crate) fn pending(&mut self, waker: &Waker) -> Option<Alarm> {
+        let tick = self.tick?;
         let mut state = self.shared.lock();
-        match self.key {
-            None => {
-                self.key = Some(state.waiting.insert(Waiting {
-                    deadline,
-                    waker: waker.clone(),
-                    fired: false,
-                }));
-                ensure_task(self.shared, &mut state, tick_for(limit));
-            }
-            Some(key) => {
-                let waiting = &mut state.waiting[key];
-                if waiting.fired {
-                    return Poll::Ready(Err(Elapsed));
-                }
-                if !waiting.waker.will_wake(waker) {
-                    waiting.waker = waker.clone();
-                }
-            }
+        let Some(key) = self.key else {
+            self.key = Some(state.waiting.insert(Waiting {
+                deadline: self.deadline,
+                check_at: self.check_at,
+                waker: waker.clone(),
+                fired: None,
+            }));
+            ensure_task(self.shared, &mut state, tick);
+            return None;
+        };
+        let waiting = &mut state.waiting[key];
+        if !waiting.waker.will_wake(waker) {
+            waiting.waker = waker.clone();
         }
-        Poll::Pending
+        let fired = waiting.fired.take();
+        if fired == Some(Alarm::Deadline) {
+            // Stays fired: a request that ignores it is told again.
+            waiting.fired = fired;
+        }
+        fired
+    }
+
+    /// After an [`Alarm::Check`]: check again after `after`, or never.
+    pub(crate) fn check_again(&mut self, after: Option<Duration>) {
+        let Some(key) = self.key else { return };
+        let at = after.map_or(NEVER, |d| now_nanos().saturating_add(duration_nanos(d)));
+        self.shared.lock().waiting[key].check_at = at;
     }
 }
 
-/// A type with no values: [`Registration::pending`] never returns `Ok`.
-enum Never {}
-
-impl Drop for Registration<'_> {
+impl Drop for Watch<'_> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
             // Dropped outside the lock: a waker's drop may run arbitrary code.
@@ -242,10 +259,19 @@ async fn sweep_until_idle(mut running: Running) {
             }
             idle_for = Duration::ZERO;
             for (_, waiting) in state.waiting.iter_mut() {
-                if !waiting.fired && waiting.deadline <= now {
-                    waiting.fired = true;
-                    due.push(waiting.waker.clone());
+                if waiting.fired.is_some() {
+                    continue;
                 }
+                if waiting.deadline <= now {
+                    waiting.fired = Some(Alarm::Deadline);
+                } else if waiting.check_at <= now {
+                    // Until the request asks for another check.
+                    waiting.check_at = NEVER;
+                    waiting.fired = Some(Alarm::Check);
+                } else {
+                    continue;
+                }
+                due.push(waiting.waker.clone());
             }
         }
         // Woken outside the lock: the woken task may poll at once.
@@ -269,14 +295,54 @@ fn duration_nanos(d: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::future::{Future, poll_fn};
+    use std::pin::pin;
+    use std::task::Poll;
+
     use super::*;
+
+    /// Runs `fut` under a watch; returns its output or the alarm.
+    async fn watched<F: Future>(
+        dog: &Watchdog,
+        limit: Option<Duration>,
+        check_after: Option<Duration>,
+        fut: F,
+    ) -> Result<F::Output, Alarm> {
+        let mut fut = pin!(fut);
+        let mut watch = dog.watch(limit, check_after);
+        poll_fn(|cx| {
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            match watch.pending(cx.waker()) {
+                Some(alarm) => Poll::Ready(Err(alarm)),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    fn ms(n: u64) -> Option<Duration> {
+        Some(Duration::from_millis(n))
+    }
 
     #[tokio::test]
     async fn a_finished_future_never_registers() {
         let dog = Watchdog::default();
-        let out = dog.within(Duration::from_millis(10), async { 7 }).await;
+        let out = watched(&dog, ms(10), ms(5), async { 7 }).await;
         assert_eq!(out.unwrap(), 7);
         assert_eq!(dog.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn nothing_to_watch_never_registers() {
+        let dog = Watchdog::default();
+        let out = watched(&dog, None, None, async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            7
+        });
+        assert_eq!(out.await.unwrap(), 7);
+        assert!(!dog.shared.lock().task_running);
     }
 
     #[tokio::test]
@@ -284,23 +350,46 @@ mod tests {
         let dog = Watchdog::default();
         let limit = Duration::from_millis(50);
         let started = std::time::Instant::now();
-        let out = dog.within(limit, std::future::pending::<()>()).await;
+        let out = watched(&dog, Some(limit), None, std::future::pending::<()>()).await;
         let took = started.elapsed();
-        assert!(out.is_err());
+        assert_eq!(out.unwrap_err(), Alarm::Deadline);
         assert!(took >= limit - Duration::from_millis(5), "{took:?}");
         assert!(took < limit + Duration::from_millis(500), "{took:?}");
         assert_eq!(dog.waiting(), 0);
     }
 
     #[tokio::test]
+    async fn a_check_fires_once_then_again_when_asked_and_the_deadline_still_holds() {
+        let dog = Watchdog::default();
+        let mut watch = dog.watch(ms(400), ms(20));
+        let mut checks = 0;
+        let started = std::time::Instant::now();
+        let alarm = poll_fn(|cx| match watch.pending(cx.waker()) {
+            Some(Alarm::Check) => {
+                checks += 1;
+                // Twice more, then no more checks.
+                watch.check_again(if checks < 3 { ms(20) } else { None });
+                Poll::Pending
+            }
+            Some(alarm) => Poll::Ready(alarm),
+            None => Poll::Pending,
+        })
+        .await;
+        assert_eq!(alarm, Alarm::Deadline);
+        assert_eq!(checks, 3);
+        assert!(started.elapsed() >= Duration::from_millis(395));
+        drop(watch);
+        assert_eq!(dog.waiting(), 0);
+    }
+
+    #[tokio::test]
     async fn a_future_that_finishes_in_time_is_not_cut() {
         let dog = Watchdog::default();
-        let out = dog
-            .within(Duration::from_secs(5), async {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                "done"
-            })
-            .await;
+        let out = watched(&dog, ms(5_000), ms(5_000), async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            "done"
+        })
+        .await;
         assert_eq!(out.unwrap(), "done");
         assert_eq!(dog.waiting(), 0, "deregistered when done");
     }
@@ -308,7 +397,7 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_wait_frees_its_place() {
         let dog = Watchdog::default();
-        let wait = dog.within(Duration::from_secs(5), std::future::pending::<()>());
+        let wait = watched(&dog, ms(5_000), None, std::future::pending::<()>());
         let cut = tokio::time::timeout(Duration::from_millis(20), wait).await;
         assert!(cut.is_err());
         assert_eq!(dog.waiting(), 0);
@@ -322,21 +411,19 @@ mod tests {
         let coarse = {
             let dog = dog.clone();
             tokio::spawn(async move {
-                dog.within(Duration::from_secs(3), std::future::pending::<()>())
-                    .await
+                watched(&dog, ms(3_000), None, std::future::pending::<()>()).await
             })
         };
         tokio::task::yield_now().await;
         let started = std::time::Instant::now();
         let fine = (0..8).map(|_| {
             let dog = dog.clone();
-            tokio::spawn(async move {
-                dog.within(Duration::from_millis(30), std::future::pending::<()>())
-                    .await
-            })
+            tokio::spawn(
+                async move { watched(&dog, ms(30), None, std::future::pending::<()>()).await },
+            )
         });
         for wait in fine.collect::<Vec<_>>() {
-            assert!(wait.await.unwrap().is_err());
+            assert_eq!(wait.await.unwrap().unwrap_err(), Alarm::Deadline);
         }
         assert!(
             started.elapsed() < Duration::from_millis(400),

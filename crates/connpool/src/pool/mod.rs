@@ -294,7 +294,7 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
     fn turn(
         &self,
         key: &K,
-        mut failed: Option<(Tracked<K, M::Conn>, EvictReason)>,
+        mut failed: Option<Evicted<K, M>>,
         location: &'static Location<'static>,
     ) -> Turn<K, M> {
         let shared = &*self.shared;
@@ -386,7 +386,7 @@ impl<K: Key, M: Manager<K>> Pool<K, M> {
         tracked: Tracked<K, M::Conn>,
         idle_for: std::time::Duration,
         now: clock::Stamp,
-    ) -> Result<PooledConn<K, M>, (Tracked<K, M::Conn>, EvictReason)> {
+    ) -> Result<PooledConn<K, M>, Evicted<K, M>> {
         let shared = &*self.shared;
         let mut conn = PooledConn::new(self.shared.clone(), tracked, idle_for, now);
         match shared.manager.check(key, &mut conn, idle_for) {
@@ -813,6 +813,9 @@ fn wait_timeout_error<K: Key, M: Manager<K>>(
     )
     .with_key(key)
 }
+/// A connection that failed its check, still holding its unit, and why.
+type Evicted<K, M> = (Tracked<K, <M as Manager<K>>::Conn>, EvictReason);
+
 /// What a checkout's turn at the pool's state left to do.
 enum Turn<K: Key, M: Manager<K>> {
     /// Finished: a checked connection, or the refusal.
