@@ -35,7 +35,12 @@
 //!   while the test's runtime is blocked.
 //! * On the client side, [`tcp_state`] asks the kernel for a socket's TCP state
 //!   and [`wait_peer_closed`] waits until the server's FIN or RST has actually
-//!   *reached* the client socket.
+//!   *reached* the client socket; [`tcp_info`] shows whether what it sent is
+//!   being retransmitted and never acknowledged.
+//! * [`netns`] (Linux, root) puts a real middlebox between client and server:
+//!   three network namespaces, with conntrack and nftables in the middle one,
+//!   that forget idle flows and then drop (or reset) their packets, the way
+//!   load balancers, NAT gateways and firewalls do.
 //!
 //! # Example
 //!
@@ -70,6 +75,8 @@
 
 mod connection;
 pub mod http;
+#[cfg(target_os = "linux")]
+pub mod netns;
 pub mod nginx;
 mod plumbing;
 mod server;
@@ -79,7 +86,7 @@ mod tcp_state;
 use std::net::SocketAddr;
 
 pub use server::{EventStream, FaultServer, FaultServerBuilder};
-pub use tcp_state::{TcpState, tcp_state, wait_peer_closed};
+pub use tcp_state::{TcpInfo, TcpState, tcp_info, tcp_state, wait_peer_closed};
 
 /// The longest request line the server accepts, in bytes, counting the
 /// final `\n`. A longer line makes the server close the connection with

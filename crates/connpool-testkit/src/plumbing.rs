@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -52,19 +52,25 @@ pub(crate) struct ServerThread {
 }
 
 impl ServerThread {
-    /// Binds `127.0.0.1:0` and starts a thread named `<name>-<addr>` that
-    /// accepts connections forever and hands each one to `on_accept` with a
+    /// Binds `<ip>:0` (callers pass `127.0.0.1` unless told otherwise) and
+    /// starts a thread named `<name>-<addr>` that accepts connections forever and hands each one to `on_accept` with a
     /// new id (`0`, `1`, ...). `on_accept` runs in the runtime's context, so it
     /// can spawn the connection's task.
     ///
     /// The listening socket is bound before this returns, so
     /// [`ServerThread::addr`] is valid at once and bind errors are returned
     /// here.
+    ///
+    /// The listening socket is created by the calling thread, so it lives in
+    /// the calling thread's network namespace (see the `netns` module); the
+    /// server thread, spawned from the calling thread, inherits that
+    /// namespace too.
     pub(crate) fn start(
         name: &str,
+        ip: IpAddr,
         on_accept: impl FnMut(u64, SocketAddr, TcpStream) + Send + 'static,
     ) -> io::Result<Self> {
-        let std_listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let std_listener = std::net::TcpListener::bind((ip, 0))?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
 
@@ -101,7 +107,7 @@ impl ServerThread {
         })
     }
 
-    /// The address the server listens on (`127.0.0.1:<port>`).
+    /// The address the server listens on (`<ip>:<port>`).
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }

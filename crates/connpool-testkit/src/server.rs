@@ -19,7 +19,7 @@
 //! commands reach every open connection.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -88,10 +88,15 @@ impl FaultServerBuilder {
     pub fn start(self) -> io::Result<FaultServer> {
         let shared = Arc::new(Shared::default());
         let thread_shared = Arc::clone(&shared);
-        let server = ServerThread::start("fault-server", move |id, peer, stream| {
-            let connection = Connection::new(id, peer, stream, Arc::clone(&thread_shared), self);
-            tokio::spawn(connection.run());
-        })?;
+        let server = ServerThread::start(
+            "fault-server",
+            Ipv4Addr::LOCALHOST.into(),
+            move |id, peer, stream| {
+                let connection =
+                    Connection::new(id, peer, stream, Arc::clone(&thread_shared), self);
+                tokio::spawn(connection.run());
+            },
+        )?;
         Ok(FaultServer { server, shared })
     }
 }

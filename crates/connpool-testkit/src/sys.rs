@@ -1,11 +1,32 @@
-//! The one system call this crate makes itself: `getsockopt(TCP_INFO)`.
+//! The system calls this crate makes itself: `getsockopt(TCP_INFO)` here,
+//! and `setns` in `netns.rs`.
 
 use std::io;
 use std::os::fd::BorrowedFd;
 
 /// Returns `tcpi_state`, the kernel's TCP state number for `socket`.
-#[cfg(target_os = "linux")]
 pub(crate) fn tcp_state_raw(socket: BorrowedFd<'_>) -> io::Result<u8> {
+    tcp_info_raw(socket).map(|info| info.state)
+}
+
+/// The fields of the kernel's `struct tcp_info` the crate reports (see
+/// [`TcpInfo`](crate::TcpInfo) for their meaning).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RawTcpInfo {
+    pub(crate) state: u8,
+    pub(crate) retransmits: u8,
+    pub(crate) probes: u8,
+    pub(crate) backoff: u8,
+    pub(crate) rto_us: u32,
+    pub(crate) unacked: u32,
+    pub(crate) last_data_sent_ms: u32,
+    pub(crate) last_data_recv_ms: u32,
+    pub(crate) total_retrans: u32,
+}
+
+/// Returns the kernel's `TCP_INFO` for `socket`.
+#[cfg(target_os = "linux")]
+pub(crate) fn tcp_info_raw(socket: BorrowedFd<'_>) -> io::Result<RawTcpInfo> {
     use std::os::fd::AsRawFd;
 
     let expected_len = std::mem::size_of::<libc::tcp_info>();
@@ -42,14 +63,25 @@ pub(crate) fn tcp_state_raw(socket: BorrowedFd<'_>) -> io::Result<u8> {
         // `tcpi_state` is the first byte; the kernel did not write it.
         return Err(io::Error::other("getsockopt(TCP_INFO) returned no data"));
     }
-    Ok(info.tcpi_state)
+    // Fields past what the kernel wrote stay zero (see the SAFETY comment).
+    Ok(RawTcpInfo {
+        state: info.tcpi_state,
+        retransmits: info.tcpi_retransmits,
+        probes: info.tcpi_probes,
+        backoff: info.tcpi_backoff,
+        rto_us: info.tcpi_rto,
+        unacked: info.tcpi_unacked,
+        last_data_sent_ms: info.tcpi_last_data_sent,
+        last_data_recv_ms: info.tcpi_last_data_recv,
+        total_retrans: info.tcpi_total_retrans,
+    })
 }
 
 /// `TCP_INFO` and its state numbers are Linux-specific.
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn tcp_state_raw(_socket: BorrowedFd<'_>) -> io::Result<u8> {
+pub(crate) fn tcp_info_raw(_socket: BorrowedFd<'_>) -> io::Result<RawTcpInfo> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
-        "reading the TCP state needs Linux (getsockopt TCP_INFO)",
+        "reading TCP_INFO (the TCP state and counters) needs Linux",
     ))
 }

@@ -1,4 +1,5 @@
-//! Client-side helpers: ask the kernel whether the server's close has arrived.
+//! Client-side helpers: ask the kernel whether the server's close has arrived,
+//! and whether what the client sent is stuck (retransmitted, unacknowledged).
 
 use std::io;
 use std::os::fd::AsFd;
@@ -89,6 +90,76 @@ impl TcpState {
 /// [`io::ErrorKind::Unsupported`]) on systems other than Linux.
 pub fn tcp_state(socket: &impl AsFd) -> io::Result<TcpState> {
     sys::tcp_state_raw(socket.as_fd()).map(TcpState::from_raw)
+}
+
+/// What the kernel knows about a TCP socket: its state and the counters
+/// that show whether sent data is getting through (from
+/// `getsockopt(TCP_INFO)`; see `tcp(7)` and `struct tcp_info` in
+/// `linux/tcp.h`).
+///
+/// Why: a silently dropped connection looks healthy from user space (the
+/// state stays [`TcpState::Established`], writes succeed); only these
+/// counters show that the bytes written are retransmitted and never
+/// acknowledged. Tests read them to tell "the middlebox dropped my request"
+/// from "the server is slow".
+///
+/// ```
+/// use connpool_testkit::{FaultServer, TcpState, tcp_info};
+///
+/// let server = FaultServer::start_echo()?;
+/// let client = std::net::TcpStream::connect(server.addr())?;
+/// let info = tcp_info(&client)?;
+/// assert_eq!(info.state, TcpState::Established);
+/// assert_eq!(info.unacked, 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TcpInfo {
+    /// The TCP state (`tcpi_state`).
+    pub state: TcpState,
+    /// Retransmission timeouts in a row for the oldest unacknowledged
+    /// segment (`tcpi_retransmits`); back to 0 once it is acknowledged.
+    pub retransmits: u8,
+    /// Segments retransmitted over the connection's life
+    /// (`tcpi_total_retrans`).
+    pub total_retrans: u32,
+    /// Segments sent and not yet acknowledged (`tcpi_unacked`).
+    pub unacked: u32,
+    /// Keepalive (or zero-window) probes sent without an answer
+    /// (`tcpi_probes`).
+    pub probes: u8,
+    /// How many times the retransmission timeout was doubled
+    /// (`tcpi_backoff`).
+    pub backoff: u8,
+    /// The current retransmission timeout (`tcpi_rto`).
+    pub rto: Duration,
+    /// Time since data was last sent (`tcpi_last_data_sent`).
+    pub last_data_sent: Duration,
+    /// Time since data was last received (`tcpi_last_data_recv`).
+    pub last_data_recv: Duration,
+}
+
+/// The kernel's [`TcpInfo`] for `socket` right now. Works with
+/// `std::net::TcpStream`, `tokio::net::TcpStream`, `socket2::Socket`, ...
+///
+/// # Errors
+///
+/// Fails if `socket` is not a TCP socket, or (with
+/// [`io::ErrorKind::Unsupported`]) on systems other than Linux.
+pub fn tcp_info(socket: &impl AsFd) -> io::Result<TcpInfo> {
+    let raw = sys::tcp_info_raw(socket.as_fd())?;
+    Ok(TcpInfo {
+        state: TcpState::from_raw(raw.state),
+        retransmits: raw.retransmits,
+        total_retrans: raw.total_retrans,
+        unacked: raw.unacked,
+        probes: raw.probes,
+        backoff: raw.backoff,
+        rto: Duration::from_micros(u64::from(raw.rto_us)),
+        last_data_sent: Duration::from_millis(u64::from(raw.last_data_sent_ms)),
+        last_data_recv: Duration::from_millis(u64::from(raw.last_data_recv_ms)),
+    })
 }
 
 /// Waits until the peer's FIN or RST has reached `socket`, and returns the

@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -54,6 +54,8 @@ pub struct HttpServerBuilder {
     pub(super) max_requests: Option<u64>,
     pub(super) keep_alive_header: Option<(u64, Option<u32>)>,
     pub(super) response_delay: Duration,
+    /// `None`: `127.0.0.1`.
+    pub(super) bind_ip: Option<IpAddr>,
 }
 
 impl HttpServerBuilder {
@@ -118,7 +120,37 @@ impl HttpServerBuilder {
         self
     }
 
-    /// Binds `127.0.0.1:0` and starts serving on a new thread.
+    /// Listens on `ip` instead of `127.0.0.1` (port 0: the kernel picks
+    /// one).
+    ///
+    /// Why: a test that puts a middlebox between client and server (see
+    /// [`netns`](crate::netns)) runs the server in another network
+    /// namespace, on an address the client reaches through the middlebox.
+    /// [`HttpServerBuilder::start`] creates the listening socket on the
+    /// calling thread, so call it from a thread inside that namespace, as
+    /// [`NetChain::start_http_server`](crate::netns::NetChain::start_http_server)
+    /// does. With an unspecified address (`0.0.0.0`), [`HttpServer::addr`]
+    /// reports that address, not a reachable one.
+    ///
+    /// ```no_run
+    /// use connpool_testkit::http::HttpServer;
+    /// use connpool_testkit::netns::NetChain;
+    ///
+    /// // Needs root: network namespaces.
+    /// let chain = NetChain::builder().start()?;
+    /// let builder = HttpServer::builder().bind_ip(chain.server_addr());
+    /// let server = chain.server().run(move || builder.start())??;
+    /// assert_eq!(server.addr().ip(), chain.server_addr());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[must_use]
+    pub fn bind_ip(mut self, ip: IpAddr) -> Self {
+        self.bind_ip = Some(ip);
+        self
+    }
+
+    /// Binds `127.0.0.1:0` (or the address set with
+    /// [`HttpServerBuilder::bind_ip`]) and starts serving on a new thread.
     ///
     /// The listening socket is bound before this returns, so
     /// [`HttpServer::addr`] is valid at once. This is a plain (blocking)
@@ -131,7 +163,8 @@ impl HttpServerBuilder {
     pub fn start(self) -> io::Result<HttpServer> {
         let shared = Arc::new(Shared::default());
         let thread_shared = Arc::clone(&shared);
-        let server = ServerThread::start("http-fault-server", move |id, peer, stream| {
+        let ip = self.bind_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let server = ServerThread::start("http-fault-server", ip, move |id, peer, stream| {
             let connection = Connection::new(id, peer, stream, Arc::clone(&thread_shared), self);
             tokio::spawn(connection.run());
         })?;
@@ -139,7 +172,8 @@ impl HttpServerBuilder {
     }
 }
 
-/// A running HTTP/1.1 fault server on `127.0.0.1`.
+/// A running HTTP/1.1 fault server on `127.0.0.1` (or the address set with
+/// [`HttpServerBuilder::bind_ip`]).
 ///
 /// It answers real HTTP/1.1 requests on the routes listed in the
 /// [module documentation](crate::http), keeps connections alive, injects the
@@ -204,12 +238,13 @@ impl HttpServer {
         Self::builder().start()
     }
 
-    /// The address the server listens on (`127.0.0.1:<port>`).
+    /// The address the server listens on (`127.0.0.1:<port>`, unless set
+    /// with [`HttpServerBuilder::bind_ip`]).
     pub fn addr(&self) -> SocketAddr {
         self.server.addr()
     }
 
-    /// `http://127.0.0.1:<port>` followed by `path_and_query` (which should
+    /// `http://<addr>` (e.g. `http://127.0.0.1:<port>`) followed by `path_and_query` (which should
     /// start with `/`).
     pub fn url(&self, path_and_query: &str) -> String {
         format!("http://{}{path_and_query}", self.addr())
