@@ -119,12 +119,17 @@ pub enum EvictReason {
     PoolFull,
     /// The manager's check rejected it for a reason of its own.
     Unhealthy,
+    /// The kernel gave up on it while it sat idle (`ETIMEDOUT`): keepalive
+    /// probes or a retransmission went unanswered until the user timeout,
+    /// because the path to the peer died (a middlebox forgot the flow, the
+    /// peer vanished).
+    DeadPath,
 }
 
 impl EvictReason {
     /// Every reason, in a fixed order (the order of the counters in
     /// [`PoolStats`](crate::PoolStats)).
-    pub const ALL: [EvictReason; 7] = [
+    pub const ALL: [EvictReason; 8] = [
         EvictReason::IdleTimeout,
         EvictReason::MaxLifetime,
         EvictReason::ServerClosed,
@@ -132,6 +137,7 @@ impl EvictReason {
         EvictReason::UnexpectedData,
         EvictReason::PoolFull,
         EvictReason::Unhealthy,
+        EvictReason::DeadPath,
     ];
 
     /// True when the peer ended the connection while it was idle: the
@@ -144,7 +150,10 @@ impl EvictReason {
     pub fn is_stale(self) -> bool {
         matches!(
             self,
-            EvictReason::ServerClosed | EvictReason::ServerReset | EvictReason::UnexpectedData
+            EvictReason::ServerClosed
+                | EvictReason::ServerReset
+                | EvictReason::UnexpectedData
+                | EvictReason::DeadPath
         )
     }
 
@@ -162,6 +171,7 @@ impl EvictReason {
             EvictReason::UnexpectedData => "unexpected_data",
             EvictReason::PoolFull => "pool_full",
             EvictReason::Unhealthy => "unhealthy",
+            EvictReason::DeadPath => "dead_path",
         }
     }
 }

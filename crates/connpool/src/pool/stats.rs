@@ -50,7 +50,7 @@ pub struct Counters {
     pub returned: u64,
     /// Evictions, indexed like [`EvictReason::ALL`]; see
     /// [`Counters::evicted`].
-    pub evicted_by_reason: [u64; 7],
+    pub evicted_by_reason: [u64; EvictReason::ALL.len()],
     /// Connections closed, for any reason.
     pub closed: u64,
     /// Checked-out connections dropped without being released (closed

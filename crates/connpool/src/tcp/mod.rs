@@ -287,6 +287,7 @@ pub fn check_idle(socket: &impl std::os::fd::AsFd) -> Result<(), EvictReason> {
             io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::BrokenPipe => Err(EvictReason::ServerReset),
+            io::ErrorKind::TimedOut => Err(EvictReason::DeadPath),
             _ => Err(EvictReason::Unhealthy),
         },
     }
