@@ -17,6 +17,9 @@ use connpool::{Acknowledged, Error, ErrorKind};
 use connpool_testkit::http::{HttpServer, HttpServerBuilder};
 use connpool_testkit::netns::{Forgotten, NetChain};
 
+mod common;
+use common::warm;
+
 /// The "done means" of the dead-path issue: within 2 s of being sent.
 const WITHIN: Duration = Duration::from_secs(2);
 
@@ -74,14 +77,7 @@ fn silent_drop_a_get_reused_after_the_flow_was_forgotten_is_resent_within_2s() {
         .client()
         .block_on(async {
             let client = Client::new();
-            client
-                .get(server.url("/"))
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
+            warm(&client, &server).await;
             let idle = until_forgotten(&chain).await;
             assert!(
                 idle < Duration::from_secs(4),
@@ -155,14 +151,7 @@ fn reset_middlebox_a_get_is_resent_and_a_post_says_it_was_not_acknowledged() {
         .client()
         .block_on(async {
             let client = Client::new();
-            client
-                .get(server.url("/"))
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
+            warm(&client, &server).await;
             chain.forget_flows().unwrap();
             let sent = Instant::now();
             let resp = client
@@ -206,14 +195,7 @@ fn a_slow_server_that_acknowledged_is_never_declared_dead() {
         .client()
         .block_on(async {
             let client = Client::new();
-            client
-                .get(server.url("/"))
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
+            warm(&client, &server).await;
             // Three dead-path checks' worth of silence, with the request
             // acknowledged at once.
             let resp = client
@@ -241,14 +223,7 @@ fn a_server_that_processed_and_then_went_silent_gets_no_second_post() {
             let client = Client::builder()
                 .response_header_timeout(Some(Duration::from_secs(2)))
                 .build();
-            client
-                .get(server.url("/"))
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
+            warm(&client, &server).await;
             let request = post_slow(&client, &server);
             let cut = async {
                 while server.processed("POST", "gone") == 0 {
@@ -291,14 +266,7 @@ fn keepalive_keeps_an_idle_flow_remembered() {
                 }))
                 .pool_idle_timeout(Some(Duration::from_secs(30)))
                 .build();
-            client
-                .get(server.url("/"))
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
+            warm(&client, &server).await;
             // Twice the middlebox's timeout, idle but for the probes.
             tokio::time::sleep(Duration::from_secs(4)).await;
             assert!(!chain.tracked_flows().unwrap().is_empty());
@@ -329,14 +297,7 @@ fn keepalive_finds_a_dead_flow_before_checkout() {
                 .tcp_keepalive(Some(keepalive))
                 .pool_idle_timeout(Some(Duration::from_secs(30)))
                 .build();
-            client
-                .get(server.url("/"))
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
+            warm(&client, &server).await;
             chain.forget_flows().unwrap();
             // The kernel fails the socket after idle + retries x interval
             // (the user timeout follows it); wait that, with a margin.

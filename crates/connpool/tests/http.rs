@@ -10,6 +10,7 @@ use connpool_testkit::CloseMode;
 use connpool_testkit::http::{HttpCloseCause, HttpServer};
 
 mod common;
+use common::warm;
 
 /// The pool events a client's observer saw.
 type Events = common::Recorder<HostKey>;
@@ -530,12 +531,6 @@ async fn a_trace_tells_the_whole_story() {
     assert!(matches!(steps[5], TraceStep::ConnReturned { .. }));
     let text = trace.to_string();
     assert!(text.contains("reused"), "{text}");
-}
-
-/// Warms one connection so the next request goes out on a reused one.
-async fn warm(client: &Client, server: &HttpServer) {
-    let resp = client.get(server.url("/")).send().await.unwrap();
-    resp.bytes().await.unwrap();
 }
 
 #[tokio::test]

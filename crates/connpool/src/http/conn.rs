@@ -143,18 +143,6 @@ pub(crate) struct HttpConn {
     pub(crate) lifetime: Option<Duration>,
 }
 
-/// The read buffer's starting size: large enough for a typical response
-/// head and a small body in one read.
-const READ_BUF_SIZE: usize = 8 * 1024;
-
-/// Spare read buffers kept per thread.
-const SPARE_BUFS_PER_THREAD: usize = 64;
-
-/// Read buffers are lent to connections only while a response is being
-/// read. An idle connection holds none: with thousands of idle
-/// connections, 8 KiB each would be most of the pool's memory. Returned
-/// buffers wait in a small per-thread cache for the next response, so the
-/// busy path neither allocates nor takes a lock.
 /// The last key each thread built, so that a run of requests to one host
 /// (the common case) shares one key instead of parsing the authority and
 /// allocating a key per request: this saves about a tenth of a request's
@@ -185,6 +173,18 @@ mod last_key {
     }
 }
 
+/// The read buffer's starting size: large enough for a typical response
+/// head and a small body in one read.
+const READ_BUF_SIZE: usize = 8 * 1024;
+
+/// Spare read buffers kept per thread.
+const SPARE_BUFS_PER_THREAD: usize = 64;
+
+/// Read buffers are lent to connections only while a response is being
+/// read. An idle connection holds none: with thousands of idle
+/// connections, 8 KiB each would be most of the pool's memory. Returned
+/// buffers wait in a small per-thread cache for the next response, so the
+/// busy path neither allocates nor takes a lock.
 mod spare_bufs {
     use std::cell::RefCell;
 

@@ -70,14 +70,18 @@ pub(crate) fn check(socket: &impl AsFd, written_for: Duration) -> Verdict {
 /// `socket`, which has just failed (reset, broken pipe).
 pub(crate) fn delivery(socket: &impl AsFd, written_for: Duration) -> Delivery {
     match sys::tcp_info(socket) {
-        Ok(info) => Delivery {
-            acknowledged: acknowledged(&info, written_for),
-            retransmits: u32::from(info.retransmits),
-        },
+        Ok(info) => evidence(&info, written_for),
         Err(_) => Delivery {
             acknowledged: Acknowledged::Unknown,
             retransmits: 0,
         },
+    }
+}
+
+fn evidence(info: &TcpInfo, written_for: Duration) -> Delivery {
+    Delivery {
+        acknowledged: acknowledged(info, written_for),
+        retransmits: u32::from(info.retransmits),
     }
 }
 
@@ -92,18 +96,13 @@ fn acknowledged(info: &TcpInfo, written_for: Duration) -> Acknowledged {
 }
 
 fn judge(info: &TcpInfo, written_for: Duration) -> Verdict {
-    let acknowledged = acknowledged(info, written_for);
-    if acknowledged == Acknowledged::Yes {
-        return Verdict::Delivered;
-    }
-    if acknowledged == Acknowledged::No
-        && info.unacked > 0
-        && info.retransmits >= DEAD_AFTER_RETRANSMITS
-    {
-        return Verdict::Dead(Delivery {
-            acknowledged,
-            retransmits: u32::from(info.retransmits),
-        });
+    let delivery = evidence(info, written_for);
+    match delivery.acknowledged {
+        Acknowledged::Yes => return Verdict::Delivered,
+        Acknowledged::No if info.unacked > 0 && info.retransmits >= DEAD_AFTER_RETRANSMITS => {
+            return Verdict::Dead(delivery);
+        }
+        _ => {}
     }
     // The next retransmission comes one (backed-off) timeout later.
     Verdict::Undecided(info.rto.max(MIN_RECHECK))

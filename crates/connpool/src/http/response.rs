@@ -159,7 +159,8 @@ pub(crate) fn start_body(
         hint: head.hint,
         client,
         tracer: tracer.clone(),
-        deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+        // Armed below, only for a body that must still be read.
+        deadline: None,
         fate: RequestFate {
             may_have_been_processed: true,
             connection_reused: reused,
@@ -186,11 +187,14 @@ pub(crate) fn start_body(
                 trailers: None,
             }
         }
-        None => ResponseBody {
-            ready: None,
-            reader: Some(Box::new(reader)),
-            trailers: None,
-        },
+        None => {
+            reader.deadline = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
+            ResponseBody {
+                ready: None,
+                reader: Some(Box::new(reader)),
+                trailers: None,
+            }
+        }
     };
     Response {
         status: head.status,

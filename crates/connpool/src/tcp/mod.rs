@@ -118,6 +118,16 @@ pub struct TcpConfig {
 }
 
 /// The `TCP_USER_TIMEOUT` setting; see [`TcpConfig::user_timeout`].
+///
+/// ```
+/// use connpool::tcp::{TcpConfig, UserTimeout};
+/// use std::time::Duration;
+///
+/// let fixed = TcpConfig { user_timeout: UserTimeout::After(Duration::from_secs(5)), ..Default::default() };
+/// assert_eq!(fixed.effective_user_timeout(), Some(Duration::from_secs(5)));
+/// let off = TcpConfig { user_timeout: UserTimeout::Off, ..Default::default() };
+/// assert_eq!(off.effective_user_timeout(), None);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum UserTimeout {
     /// The keepalive's give-up time, or none when keepalive is off.
@@ -142,6 +152,13 @@ impl Default for TcpConfig {
 
 impl TcpConfig {
     /// The `TCP_USER_TIMEOUT` to set, if any.
+    ///
+    /// ```
+    /// use connpool::tcp::TcpConfig;
+    /// // `Auto` follows keepalive: 15 s idle + 3 probes x 5 s.
+    /// let config = TcpConfig::default();
+    /// assert_eq!(config.effective_user_timeout(), Some(std::time::Duration::from_secs(30)));
+    /// ```
     pub fn effective_user_timeout(&self) -> Option<Duration> {
         match self.user_timeout {
             UserTimeout::Auto => self.keepalive.map(|k| k.gives_up_after()),

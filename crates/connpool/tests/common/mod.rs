@@ -200,3 +200,10 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// Warms one HTTP connection, so the next request to `server` goes out on
+/// a reused one.
+pub async fn warm(client: &connpool::http::Client, server: &connpool_testkit::http::HttpServer) {
+    let resp = client.get(server.url("/")).send().await.unwrap();
+    resp.bytes().await.unwrap();
+}
