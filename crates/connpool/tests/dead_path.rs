@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use connpool::http::{Client, ReplayPolicy, Response, TraceStep};
 use connpool::tcp::TcpKeepalive;
-use connpool::{Acknowledged, Error, ErrorKind};
+use connpool::{Acknowledged, Error, ErrorKind, EvictReason};
 use connpool_testkit::http::{HttpServer, HttpServerBuilder};
 use connpool_testkit::netns::{Forgotten, NetChain};
 
@@ -96,6 +96,8 @@ fn silent_drop_a_get_reused_after_the_flow_was_forgotten_is_resent_within_2s() {
             assert!(!resp.connection_reused(), "answered on a new connection");
             assert_eq!(retries(&resp), vec![ErrorKind::DeadPath]);
             assert!(took < WITHIN, "took {took:?}");
+            let counters = client.stats().counters;
+            assert_eq!(counters.evicted(EvictReason::DeadPath), 1, "{counters:?}");
             // The dropped copy never reached the server.
             assert_eq!(server.requests(), 2);
             assert_eq!(server.accepted(), 2);

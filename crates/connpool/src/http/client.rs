@@ -487,6 +487,7 @@ impl Client {
                 tracer.record(TraceStep::Retry { error: err.kind() });
                 let reason = match err.kind() {
                     ErrorKind::UnexpectedEof => EvictReason::ServerClosed,
+                    ErrorKind::DeadPath => EvictReason::DeadPath,
                     _ => EvictReason::ServerReset,
                 };
                 conn = inner
