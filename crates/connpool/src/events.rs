@@ -119,10 +119,10 @@ pub enum EvictReason {
     PoolFull,
     /// The manager's check rejected it for a reason of its own.
     Unhealthy,
-    /// The kernel gave up on it while it sat idle (`ETIMEDOUT`): keepalive
-    /// probes or a retransmission went unanswered until the user timeout,
-    /// because the path to the peer died (a middlebox forgot the flow, the
-    /// peer vanished).
+    /// The path to the peer died (a middlebox forgot the flow, the peer
+    /// vanished): the kernel gave up on the idle socket (`ETIMEDOUT` after
+    /// unanswered keepalive probes), or a request written into it drew no
+    /// acknowledgement (the HTTP client's dead-path check).
     DeadPath,
 }
 
