@@ -260,6 +260,24 @@ async fn keep_alive_hints_shorten_the_idle_deadline() {
 }
 
 #[tokio::test]
+async fn a_client_told_to_ignore_keep_alive_hints_keeps_its_own_deadline() {
+    let server = HttpServer::start_default().unwrap();
+    let client = Client::builder().obey_keep_alive_hint(false).build();
+    // timeout=1 would close the connection at once; ignored, it is kept
+    // under the client's own idle timeout.
+    let trace = traced_get(&client, &server.url("/keep-alive-hint?timeout=1")).await;
+    assert!(
+        trace.contains(|s| *s
+            == TraceStep::ConnReturned {
+                idle_deadline: client.config().pool_idle_timeout
+            }),
+        "{trace}"
+    );
+    let resp = client.get(server.url("/")).send().await.unwrap();
+    assert!(resp.connection_reused());
+}
+
+#[tokio::test]
 async fn close_after_n_without_connection_close_never_surfaces() {
     let server = HttpServer::builder()
         .close_after(3, CloseMode::Fin)

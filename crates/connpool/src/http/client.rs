@@ -148,6 +148,8 @@ impl ClientBuilder {
         timeout: Option<Duration>;
         /// See [`ClientConfig::keep_alive_margin`].
         keep_alive_margin: Duration;
+        /// See [`ClientConfig::obey_keep_alive_hint`].
+        obey_keep_alive_hint: bool;
         /// See [`ClientConfig::learn_idle_timeout`].
         learn_idle_timeout: bool;
         /// See [`ClientConfig::replay`].

@@ -73,6 +73,13 @@ pub struct ClientConfig {
     /// larger than the margin means: do not reuse. Also the largest margin
     /// taken off a learned timeout. Default **1 s** (undici takes 1 s too).
     pub keep_alive_margin: Duration,
+    /// Expire idle connections by the server's `Keep-Alive: timeout=N`
+    /// hint (minus [`keep_alive_margin`](Self::keep_alive_margin)), and
+    /// close at once when the hint is within the margin. Default true.
+    /// Turn it off for a server whose hint is known to be wrong, or to
+    /// measure the server's real idle timeout (`connpool probe` does):
+    /// the learned timeout and the checkout peek still apply.
+    pub obey_keep_alive_hint: bool,
     /// Learn each host's idle timeout from the closes the pool sees, and
     /// expire idle connections a margin before it. Default true.
     pub learn_idle_timeout: bool,
@@ -145,6 +152,7 @@ impl Default for ClientConfig {
             response_header_timeout: Some(Duration::from_secs(30)),
             timeout: None,
             keep_alive_margin: Duration::from_secs(1),
+            obey_keep_alive_hint: true,
             learn_idle_timeout: true,
             replay: ReplayPolicy::default(),
             drain_max_bytes: 64 * 1024,

@@ -81,3 +81,4 @@ pub use conn::HostKey;
 pub use replay::ReplayPolicy;
 pub use response::{Response, ResponseBody};
 pub use trace::{RequestTrace, TraceStep};
+pub use wire::KeepAliveHint;

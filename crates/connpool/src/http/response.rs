@@ -222,7 +222,7 @@ impl Reader {
         }
         let margin = config.keep_alive_margin;
         let mut deadline = None;
-        if let Some(hint) = self.hint.timeout {
+        if let (true, Some(hint)) = (config.obey_keep_alive_hint, self.hint.timeout) {
             if hint <= margin {
                 return close(
                     conn,

@@ -26,17 +26,39 @@ use std::time::Duration;
 
 use super::{parse_decimal, split_quoted, trim_ows};
 
-/// What the server said about its keep-alive policy, if anything.
+/// What a server said about its keep-alive policy, if anything: the
+/// `Keep-Alive: timeout=N, max=M` field of a response.
+///
+/// The client reads it on every response (see
+/// [`ClientConfig::obey_keep_alive_hint`](crate::http::ClientConfig::obey_keep_alive_hint));
+/// it is public so tools can report what a server advertises.
+///
+/// ```
+/// use connpool::http::KeepAliveHint;
+/// use std::time::Duration;
+///
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("keep-alive", "timeout=5, max=100".parse().unwrap());
+/// let hint = KeepAliveHint::from_headers(&headers);
+/// assert_eq!(hint.timeout, Some(Duration::from_secs(5)));
+/// assert_eq!(hint.max, Some(100));
+/// assert_eq!(KeepAliveHint::from_headers(&http::HeaderMap::new()), KeepAliveHint::default());
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct KeepAliveHint {
+pub struct KeepAliveHint {
     /// The server's idle timeout (`timeout=N`, seconds).
-    pub(crate) timeout: Option<Duration>,
+    pub timeout: Option<Duration>,
     /// How many more requests the server will serve on this connection
     /// (`max=N`).
-    pub(crate) max: Option<u32>,
+    pub max: Option<u32>,
 }
 
 impl KeepAliveHint {
+    /// The hint in a response's header fields (every `Keep-Alive` line).
+    pub fn from_headers(headers: &http::HeaderMap) -> KeepAliveHint {
+        KeepAliveHint::from_values(headers.get_all("keep-alive").iter().map(|v| v.as_bytes()))
+    }
+
     /// The hint from the values of every `Keep-Alive` field line.
     pub(crate) fn from_values<'a>(values: impl Iterator<Item = &'a [u8]>) -> KeepAliveHint {
         let mut hint = KeepAliveHint::default();

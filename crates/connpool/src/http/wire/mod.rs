@@ -29,7 +29,7 @@ mod request;
 mod response;
 
 pub(crate) use chunked::{Chunk, ChunkedDecoder};
-pub(crate) use keep_alive::KeepAliveHint;
+pub use keep_alive::KeepAliveHint;
 pub(crate) use request::{BodyFraming, LAST_CHUNK, encode_chunk, encode_head, push_decimal};
 pub(crate) use response::{Framing, HeadLimits, ResponseHead, parse_head};
 
