@@ -476,10 +476,15 @@ impl fmt::Display for Error {
             } else {
                 "a new connection"
             };
-            let processed = if fate.may_have_been_processed {
-                "the request may have been processed"
-            } else {
-                "the request was not sent"
+            let unacknowledged = fate
+                .delivery
+                .is_some_and(|d| d.acknowledged == Acknowledged::No);
+            let processed = match (fate.may_have_been_processed, unacknowledged) {
+                (false, _) => "the request was not sent",
+                // Still "may": the peer may have received it and only its
+                // acknowledgements were lost. The caller decides.
+                (true, true) => "the request most likely never arrived, but that is not proven",
+                (true, false) => "the request may have been processed",
             };
             if fate.attempts == 0 {
                 write!(f, " ({processed})")?;

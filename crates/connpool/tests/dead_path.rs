@@ -128,6 +128,11 @@ fn silent_drop_a_post_fails_within_2s_saying_it_was_not_acknowledged() {
                 err.to_string().contains("acknowledged by the peer: no"),
                 "{err}"
             );
+            assert!(err.may_have_been_processed(), "not provable: {err}");
+            assert!(
+                err.to_string().contains("most likely never arrived"),
+                "{err}"
+            );
             assert_eq!(server.processed("POST", "p1"), 0);
 
             // With the opt-in the same POST is resent, and arrives once.
