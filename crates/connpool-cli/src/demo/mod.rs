@@ -1,4 +1,5 @@
-//! `connpool demo`: the keep-alive race, and its cure, in a few seconds.
+//! `connpool demo`: the keep-alive race and the silent drop, and their
+//! cure, in a few seconds.
 //!
 //! Servers close idle connections. A pool that reuses one the server has
 //! just closed hands its caller a dead socket: the request fails with
@@ -18,13 +19,26 @@
 //!    [`connpool::Error::from_io`] gives it, and its connection is dropped.
 //!
 //! It prints one table of outcomes, the first events of connpool in the
-//! first scenario, and a verdict. The exit status is 0 only if connpool had
-//! no failed request, so CI can run the demo as a check.
+//! first scenario, and a verdict.
+//!
+//! Then comes the same failure one hop away, the [`silent_drop`] section: a
+//! middlebox that forgets idle flows and drops their packets without a
+//! word, so a naive client's request hangs while connpool finds the dead
+//! path and resends a `GET`, or fails a `POST` saying it was never
+//! acknowledged. It needs network namespaces, hence root: without them it
+//! says so and is skipped, which is not a failure (`--no-silent-drop`
+//! skips it too).
+//!
+//! The exit status is 0 only if connpool had no failed request and, when
+//! the silent-drop section ran, kept its promise there, so CI can run the
+//! demo as a check.
 //!
 //! The peek cannot close one tiny window: a server that closes *between*
 //! the peek and the write. The schedule keeps clear of it (requests come
 //! well before or well after the servers' idle timeout), but if it ever
 //! happens, the failure is counted and printed like any other.
+
+mod silent_drop;
 
 use std::io;
 use std::net::SocketAddr;
@@ -79,6 +93,11 @@ pub struct DemoArgs {
     /// Do not print the trace of connpool's events.
     #[arg(long, visible_alias = "quiet")]
     no_trace: bool,
+
+    /// Skip the silent-drop section (a middlebox in network namespaces;
+    /// it needs root and takes about 6 seconds).
+    #[arg(long)]
+    no_silent_drop: bool,
 }
 
 /// A fault the servers inject, and the request schedule that meets it.
@@ -129,11 +148,17 @@ struct Outcome {
 /// Runs the demo, prints its report, and returns the exit status: success
 /// when connpool had no failed request.
 pub async fn run(args: DemoArgs) -> ExitCode {
+    let then = if args.no_silent_drop {
+        ""
+    } else {
+        "\nThen, if it can create network namespaces (as root): a middlebox that silently drops\n\
+         forgotten flows, a naive client against connpool's HTTP client.\n"
+    };
     println!(
         "connpool demo: the same requests go through a naive pool, which reuses idle connections\n\
          unchecked, and connpool's TCP pool, which peeks at each one before reuse. Local servers\n\
          close connections idle for {} ms (with FIN, then RST) or after {} requests; neither pool\n\
-         retries.\n",
+         retries.\n{then}",
         SERVER_IDLE_TIMEOUT.as_millis(),
         CLOSE_AFTER_EXCHANGES,
     );
@@ -152,10 +177,17 @@ pub async fn run(args: DemoArgs) -> ExitCode {
     print_report(&outcomes, !args.no_trace);
 
     let connpool_failed: u64 = outcomes.iter().map(|o| o.connpool.failed()).sum();
-    if connpool_failed == 0 {
-        ExitCode::SUCCESS
-    } else {
+    let mut failed = connpool_failed > 0;
+    if !args.no_silent_drop {
+        println!();
+        let section = silent_drop::run().await;
+        print!("{section}");
+        failed |= section.failed();
+    }
+    if failed {
         ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
