@@ -87,7 +87,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::request_args::{
-    HeaderField, header_map, method_or_default, parse_header, parse_method, parse_url,
+    HeaderField, header_map, method_or_default, parse_duration, parse_header, parse_method,
+    parse_url,
 };
 
 /// Requests sent when neither `-n` nor `--duration` is given.
@@ -144,30 +145,6 @@ pub struct BenchArgs {
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
-}
-
-/// `500ms`, `10s`, `1.5s`, `2m`, `1h`, or a bare number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("expected a duration like 10s or 500ms, got {text:?}"))?;
-    let seconds = match unit.trim() {
-        "ms" => number / 1000.0,
-        "" | "s" => number,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        other => return Err(format!("unknown unit {other:?} (use ms, s, m or h)")),
-    };
-    let duration = Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())?;
-    if duration.is_zero() {
-        return Err("the duration must be above zero".to_string());
-    }
-    Ok(duration)
 }
 
 /// What every worker shares: the request to send and two counters.
@@ -727,18 +704,6 @@ fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("10 parsecs").is_err());
-        assert!(parse_duration("s").is_err());
-    }
 
     #[test]
     fn micros_are_shown_in_a_readable_unit() {

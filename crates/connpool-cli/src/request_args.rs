@@ -1,9 +1,12 @@
 //! The request arguments `connpool get` and `connpool bench` share: the
-//! URL, `-X` (method), `-H` (header fields) and `-d` (body).
+//! URL, `-X` (method), `-H` (header fields) and `-d` (body); and the
+//! duration syntax of `bench --duration` and `probe --max-wait`.
 //!
 //! Each subcommand declares these arguments itself, because their help
 //! texts differ (`get` also takes `--data-file`), and uses the value
 //! parsers and helpers here, so the two parse them alike.
+
+use std::time::Duration;
 
 use connpool::http::HostKey;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -62,6 +65,31 @@ pub fn header_map(fields: &[HeaderField]) -> HeaderMap {
     headers
 }
 
+/// `500ms`, `10s`, `1.5s`, `2m`, `1h`, or a bare number of seconds: the
+/// durations of `bench --duration` and `probe --max-wait`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("expected a duration like 10s or 500ms, got {text:?}"))?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "" | "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        other => return Err(format!("unknown unit {other:?} (use ms, s, m or h)")),
+    };
+    let duration = Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err("the duration must be above zero".to_string());
+    }
+    Ok(duration)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +112,17 @@ mod tests {
         assert_eq!(method_or_default(None, false), Method::GET);
         assert_eq!(method_or_default(None, true), Method::POST);
         assert_eq!(method_or_default(Some(&Method::PUT), true), Method::PUT);
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("10 parsecs").is_err());
+        assert!(parse_duration("s").is_err());
     }
 }

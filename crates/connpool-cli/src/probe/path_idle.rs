@@ -1,0 +1,1029 @@
+//! `connpool probe --path-idle URL`: how long the network path keeps an
+//! idle TCP flow, and what it does with a flow it forgot.
+//!
+//! Load balancers, NAT gateways and stateful firewalls keep a table of the
+//! flows they forward and forget a flow that stayed idle for some time T
+//! (AWS NLB: 350 s, many NATs: minutes, some firewalls: less). From then on
+//! they drop the flow's packets without a word, or answer them with an RST.
+//! Neither end is told, so a pooled connection that sat idle longer than T
+//! looks fine until a request is written into it. This probe measures T
+//! from the client side.
+//!
+//! # One probe
+//!
+//! A probe is one [`Client`] with one connection. It sends a GET (which
+//! opens the connection), reads the response to its end (the connection
+//! goes back to the pool), stays idle for `d`, then sends a second GET,
+//! which the pool sends on that same connection. What happens tells what
+//! the path did with a flow idle for `d`:
+//!
+//! * answered on the reused connection: the path (and the server) kept
+//!   the flow — `kept`;
+//! * [`ErrorKind::DeadPath`]: nothing of the request was acknowledged and
+//!   the kernel's retransmissions went unanswered — the path forgot the
+//!   flow and drops its packets silently (`drop`); the client's dead-path
+//!   check finds that about 0.6–1 s after the write on a network with a
+//!   round trip under 100 ms;
+//! * a reset (or broken pipe) on the reused connection after the write:
+//!   the path forgot the flow and answers with an RST (`reset`), or the
+//!   server reset it;
+//! * the pool found the idle connection closed by the server at checkout
+//!   (a FIN, an RST, or an unsolicited response waiting), or the reused
+//!   connection ended in EOF: the *server* closed it before the path forgot
+//!   it (`server_closed`). That bounds what can be measured: the path's
+//!   timeout is longer than the server's, and the server's is reported
+//!   instead (dated by the kernel when the pool saw a FIN, see
+//!   [`Client::learned_idle_timeout`]);
+//! * no answer within the request timeout, without proof of a dead path
+//!   (`no_answer`): something forgot the flow but acknowledged the request
+//!   (a proxy terminating TCP), or `TCP_INFO` is unavailable.
+//!
+//! The probe's client is configured so that nothing but the path and the
+//! server decides:
+//!
+//! * **TCP keepalive off.** A keepalive probe is a packet of the flow: it
+//!   refreshes the middlebox's timer (connpool's default sends one after
+//!   15 s idle), so the flow would never be forgotten and T would hide.
+//!   `TCP_USER_TIMEOUT` follows keepalive by default (`Auto`), which means
+//!   none without it, leaving a dead path to the kernel's 15 minutes: the
+//!   probe sets it to its request timeout instead. The dead-path check (on
+//!   by default, 500 ms) decides long before; the bound still stops the
+//!   kernel retransmitting into a dead path for a connection the probe
+//!   has closed.
+//! * **No retries** ([`ReplayPolicy::never`]): the failure of the second
+//!   request must reach the probe, not be healed by a silent resend.
+//! * **No client-side expiry**: no pool idle timeout, no lifetime, and the
+//!   server's `Keep-Alive: timeout=N` hint is not obeyed (it is reported):
+//!   the connection must reach the second request, whatever its idle time.
+//!   Learning the server's idle timeout stays on: a probe's client makes
+//!   one checkout of an idle connection, so what it learns there changes
+//!   nothing, and it dates a server's close precisely.
+//! * Every request is bounded by [`REQUEST_TIMEOUT`].
+//!
+//! # The search
+//!
+//! Probes run concurrently, each on its own connection (its own flow), so
+//! probes take as long as the longest of them plus one answer, not their
+//! sum. A probe's outcome at idle time `d` settles every longer idle time
+//! when the flow was lost, every shorter one when it was kept, and the
+//! probes still waiting for those are cancelled.
+//!
+//! 1. One request first, to fail fast and clearly when the server cannot
+//!    be reached or does not keep connections open.
+//! 2. Round 1: probes at idle times doubling from 250 ms up to
+//!    `--max-wait` (which is probed too). When the one at `d` is kept, T is
+//!    past `d` and may lie before the next one, `2d`: probes start at once
+//!    at idle times evenly between `d` and `2d`, spaced under the
+//!    tolerance (at most [`MAX_PROBES_PER_ROUND`]). They run while the
+//!    probe at `2d` still waits; if that one is kept too, they are
+//!    cancelled and the next interval is filled. With T between `d` and
+//!    `2d`, the fill of that interval brackets it within the tolerance
+//!    about one answer after `d + T`: round 1 is usually the only one.
+//! 3. Should the bracket (longest idle kept, shortest idle lost] still be
+//!    wider than the tolerance (probes failed, T under 250 ms), narrowing
+//!    rounds put probes evenly inside it, up to [`MAX_ROUNDS`] rounds in
+//!    all, and a round starts only while the run stays within three times
+//!    `--max-wait`.
+//!
+//! So the run takes about `d + T ≤ 2T` plus one answer (for a silent
+//! drop, about 0.6–1 s), at most about three times `--max-wait` plus the
+//! answers; with no limit on the path, `--max-wait` plus one round trip.
+//! The price of not waiting for `2d` before looking inside (which would
+//! take about `3T`): some 30 probes open at a time at most, and about 20
+//! connections of one request each per doubling of the idle time that the
+//! path survived (some 160 in all for T around a minute).
+//!
+//! # Tolerance
+//!
+//! The search stops when the bracket is at most `max(5 % of its lower end,
+//! 50 ms)` wide. Below 50 ms the clocks involved (the middlebox's timer,
+//! the scheduling of the probe's timers, a delayed ACK that refreshes the
+//! flow up to 40 ms after the response) make the figures noise. The idle
+//! times reported are measured (from the end of the first response to the
+//! second request's send), not the planned ones. The flow was last
+//! refreshed by the client's ACK of the first response, which the kernel
+//! may delay up to ~40 ms: a measured T can come out that much above the
+//! middlebox's setting, never below it.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use connpool::http::{Client, ClientConfig, KeepAliveHint, ReplayPolicy};
+use connpool::tcp::UserTimeout;
+use connpool::{Error, ErrorKind, EvictReason};
+use http::{HeaderValue, Uri};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use tokio::task::{AbortHandle, JoinSet};
+
+use super::{ProbeArgs, format_duration};
+
+/// Bounds each request of a probe: connecting, writing, waiting for the
+/// head (also the `TCP_USER_TIMEOUT`), reading the body.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The shortest idle time of round 1.
+const FIRST_IDLE: Duration = Duration::from_millis(250);
+/// The narrowest bracket worth measuring.
+const MIN_TOLERANCE: Duration = Duration::from_millis(50);
+/// The bracket's target width, as a fraction of its lower end.
+const TOLERANCE_FRACTION: f64 = 0.05;
+/// Probes of one narrowing round, at most: enough to narrow a factor-of-two
+/// bracket to 5 % in one round (20 needed).
+const MAX_PROBES_PER_ROUND: u32 = 24;
+/// Rounds in all, round 1 included.
+const MAX_ROUNDS: u32 = 3;
+/// How much of the last idle time kept the recommendation suggests.
+const SAFETY_FACTOR: f64 = 0.8;
+
+/// What one probe found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Answered on the reused connection.
+    Kept,
+    /// A dead path: the path forgot the flow and drops its packets.
+    Dropped,
+    /// Reset on the reused connection after the request was written.
+    Reset,
+    /// The server closed the idle connection first.
+    ServerClosed,
+    /// No answer within the request timeout, no dead path proven.
+    NoAnswer,
+    /// Something else failed: the probe says nothing about the path.
+    Failed,
+}
+
+impl Outcome {
+    /// Whether the connection did not survive the idle time.
+    fn lost(self) -> bool {
+        !matches!(self, Outcome::Kept | Outcome::Failed)
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Kept => "kept",
+            Outcome::Dropped => "drop",
+            Outcome::Reset => "reset",
+            Outcome::ServerClosed => "server_closed",
+            Outcome::NoAnswer => "no_answer",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// One probe, done.
+#[derive(Clone, Debug)]
+struct Probe {
+    round: u32,
+    /// The idle time it was meant to wait.
+    planned: Duration,
+    /// The idle time it waited: from the end of the first response to the
+    /// second request's send. Zero when the first request failed.
+    idle: Duration,
+    outcome: Outcome,
+    /// From the second request's send to its outcome.
+    answered_in: Duration,
+    /// For `ServerClosed`: the server's idle timeout as the pool learned it.
+    server_closed_after: Option<Duration>,
+    /// What failed, for `Failed` and the error outcomes.
+    error: Option<String>,
+}
+
+/// A client for one probe; see the module docs for each setting.
+fn probe_client() -> Client {
+    Client::builder()
+        .config(ClientConfig {
+            pool_idle_timeout: None,
+            max_lifetime: None,
+            max_conns_per_host: 1,
+            connect_timeout: REQUEST_TIMEOUT,
+            response_header_timeout: Some(REQUEST_TIMEOUT),
+            timeout: Some(REQUEST_TIMEOUT),
+            obey_keep_alive_hint: false,
+            learn_idle_timeout: true,
+            replay: ReplayPolicy::never(),
+            tcp_keepalive: None,
+            tcp_user_timeout: UserTimeout::After(REQUEST_TIMEOUT),
+            dead_path_check: ClientConfig::default().dead_path_check,
+            user_agent: Some(HeaderValue::from_static(concat!(
+                "connpool-probe/",
+                env!("CARGO_PKG_VERSION")
+            ))),
+            ..ClientConfig::default()
+        })
+        .build()
+}
+
+/// Evictions that mean the server ended the idle connection.
+fn closed_by_server(client: &Client) -> u64 {
+    let counters = client.stats().counters;
+    [
+        EvictReason::ServerClosed,
+        EvictReason::ServerReset,
+        EvictReason::UnexpectedData,
+    ]
+    .into_iter()
+    .map(|reason| counters.evicted(reason))
+    .sum()
+}
+
+/// A GET read to its end (so its connection goes back to the pool).
+/// Returns the response's `Keep-Alive` hint.
+async fn exchange(client: &Client, url: &Uri) -> Result<KeepAliveHint, Error> {
+    let resp = client.get(url.clone()).send().await?;
+    let hint = KeepAliveHint::from_headers(resp.headers());
+    resp.bytes().await?;
+    Ok(hint)
+}
+
+/// Whether `err` is the kernel giving up on unacknowledged data
+/// (`ETIMEDOUT`, after the `TCP_USER_TIMEOUT`).
+fn kernel_timed_out(err: &Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::TimedOut;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// The request before the search: can the server be reached, and does it
+/// keep connections open? Returns its `Keep-Alive` hint.
+async fn preflight(url: &Uri) -> Result<KeepAliveHint, String> {
+    let client = probe_client();
+    let hint = exchange(&client, url)
+        .await
+        .map_err(|err| format!("cannot measure: the request to {url} failed: {err}"))?;
+    if client.stats().counters.returned == 0 {
+        return Err(format!(
+            "cannot measure: {url} does not keep connections open (it closed the \
+             connection after the response, or said `Connection: close`), so no \
+             connection ever sits idle"
+        ));
+    }
+    Ok(hint)
+}
+
+/// One probe: a request, `planned` idle, a request on the same connection.
+async fn probe(url: Uri, round: u32, planned: Duration) -> Probe {
+    let mut probe = Probe {
+        round,
+        planned,
+        idle: Duration::ZERO,
+        outcome: Outcome::Failed,
+        answered_in: Duration::ZERO,
+        server_closed_after: None,
+        error: None,
+    };
+    let client = probe_client();
+    if let Err(err) = exchange(&client, &url).await {
+        probe.error = Some(format!("the first request failed: {err}"));
+        return probe;
+    }
+    if client.stats().counters.returned == 0 {
+        probe.error = Some("the server closed the connection after the response".into());
+        return probe;
+    }
+    let idle_from = Instant::now();
+    tokio::time::sleep_until((idle_from + planned).into()).await;
+    let sent = Instant::now();
+    probe.idle = sent - idle_from;
+
+    let second = client.get(url.clone()).send().await;
+    let reused = match second {
+        Ok(resp) => {
+            let reused = resp.connection_reused();
+            // The head decided; a body that fails later changes nothing.
+            let _ = resp.bytes().await;
+            Ok(reused)
+        }
+        Err(err) => Err(err),
+    };
+    probe.answered_in = sent.elapsed();
+    probe.outcome = if closed_by_server(&client) > 0 {
+        // Found closed at checkout: whatever the new connection did.
+        probe.server_closed_after = client.learned_idle_timeout(url);
+        Outcome::ServerClosed
+    } else {
+        match reused {
+            Ok(true) => Outcome::Kept,
+            Ok(false) => {
+                probe.error =
+                    Some("answered on a new connection, for no reason the pool saw".into());
+                Outcome::Failed
+            }
+            Err(err) => {
+                let outcome = match err.kind() {
+                    ErrorKind::DeadPath => Outcome::Dropped,
+                    ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => Outcome::Reset,
+                    // The server closed it as the request arrived.
+                    ErrorKind::UnexpectedEof => Outcome::ServerClosed,
+                    ErrorKind::ResponseHeaderTimeout | ErrorKind::RequestTimeout => {
+                        Outcome::NoAnswer
+                    }
+                    ErrorKind::Io if kernel_timed_out(&err) => Outcome::NoAnswer,
+                    _ => Outcome::Failed,
+                };
+                probe.error = Some(err.to_string());
+                outcome
+            }
+        }
+    };
+    probe
+}
+
+/// What the probes so far say.
+#[derive(Clone, Copy, Debug, Default)]
+struct Bracket {
+    /// The longest idle time kept, below `lost`.
+    kept: Option<Duration>,
+    /// The shortest idle time lost, and how.
+    lost: Option<(Duration, Outcome)>,
+    /// Probes kept at an idle time at or past `lost`: the path's timeout
+    /// is not sharp (a middlebox that sweeps its table now and then).
+    inconsistent: usize,
+}
+
+impl Bracket {
+    fn of(probes: &[Probe]) -> Bracket {
+        let lost = probes
+            .iter()
+            .filter(|p| p.outcome.lost())
+            .min_by_key(|p| p.idle)
+            .map(|p| (p.idle, p.outcome));
+        let kept_below = |p: &&Probe| lost.is_none_or(|(at, _)| p.idle < at);
+        let kept_probes = probes.iter().filter(|p| p.outcome == Outcome::Kept);
+        Bracket {
+            kept: kept_probes.clone().filter(kept_below).map(|p| p.idle).max(),
+            lost,
+            inconsistent: kept_probes.filter(|p| !kept_below(p)).count(),
+        }
+    }
+
+    /// The width the search aims for.
+    fn tolerance(&self) -> Duration {
+        tolerance(self.kept.unwrap_or_default())
+    }
+
+    /// Whether the bracket is as narrow as it needs to be (or cannot be
+    /// narrowed: nothing was lost).
+    fn converged(&self) -> bool {
+        match self.lost {
+            None => true,
+            Some((lost, _)) => lost - self.kept.unwrap_or_default() <= self.tolerance(),
+        }
+    }
+
+    /// The idle times of the next round, evenly inside the bracket; `None`
+    /// when it is narrow enough.
+    fn next_round(&self) -> Option<Vec<Duration>> {
+        if self.converged() {
+            return None;
+        }
+        let (lost, _) = self.lost?;
+        let idles = fill(self.kept.unwrap_or_default(), lost);
+        (!idles.is_empty()).then_some(idles)
+    }
+}
+
+/// The width the search aims for when the longest idle time kept is
+/// `kept`: 5 % of it, at least 50 ms.
+fn tolerance(kept: Duration) -> Duration {
+    kept.mul_f64(TOLERANCE_FRACTION).max(MIN_TOLERANCE)
+}
+
+/// Idle times evenly strictly between `kept` and `lost`, spaced under the
+/// tolerance (at most [`MAX_PROBES_PER_ROUND`] of them), in whole ms.
+fn fill(kept: Duration, lost: Duration) -> Vec<Duration> {
+    if lost <= kept {
+        return Vec::new();
+    }
+    let width = lost - kept;
+    // `width / tolerance` steps would do if every probe waited exactly its
+    // planned time; they wait a millisecond or two more, so one more probe
+    // keeps the steps under the tolerance.
+    let steps = (width.as_secs_f64() / tolerance(kept).as_secs_f64()).ceil() as u32;
+    let k = steps.clamp(1, MAX_PROBES_PER_ROUND);
+    let mut idles: Vec<Duration> = (1..=k)
+        .map(|i| {
+            let at = kept + width * i / (k + 1);
+            Duration::from_millis(at.as_millis() as u64)
+        })
+        .filter(|&at| at > kept && at < lost)
+        .collect();
+    idles.dedup();
+    idles
+}
+
+/// Round 1's idle times: 250 ms doubling, then `max_wait` itself.
+fn doubling(max_wait: Duration) -> Vec<Duration> {
+    let mut idles = Vec::new();
+    let mut at = FIRST_IDLE;
+    while at < max_wait {
+        idles.push(at);
+        at *= 2;
+    }
+    idles.push(max_wait);
+    idles
+}
+
+/// A probe of the current round that is still waiting.
+struct Running {
+    planned: Duration,
+    handle: AbortHandle,
+    cancelled: bool,
+}
+
+/// One round of concurrent probes: those at `idles` from the start, and,
+/// when `grid` is not empty, the ones filled in between two idle times of
+/// the grid as soon as the shorter one was kept (round 1; see the module
+/// docs). Probes are cancelled once their outcome is certain: those waiting
+/// longer than an idle time found lost, shorter than one found kept. Adds
+/// the finished probes to `probes`.
+async fn run_round(
+    url: &Uri,
+    round: u32,
+    idles: &[Duration],
+    grid: &[Duration],
+    probes: &mut Vec<Probe>,
+    progress: &Progress,
+) {
+    let mut set = JoinSet::new();
+    let mut running: Vec<Running> = Vec::new();
+    let spawn = |set: &mut JoinSet<Probe>, running: &mut Vec<Running>, planned: Duration| {
+        let handle = set.spawn(probe(url.clone(), round, planned));
+        running.push(Running {
+            planned,
+            handle,
+            cancelled: false,
+        });
+    };
+    for &idle in idles {
+        spawn(&mut set, &mut running, idle);
+    }
+    // By planned idle times: what the cancelling goes by.
+    let mut kept: Option<Duration> = None;
+    let mut lost: Option<Duration> = None;
+    let mut finished = 0;
+    while let Some(joined) = set.join_next().await {
+        let probe = match joined {
+            Ok(probe) => probe,
+            Err(err) if err.is_cancelled() => continue,
+            Err(err) => {
+                eprintln!("connpool probe: a probe failed: {err}");
+                continue;
+            }
+        };
+        let planned = probe.planned;
+        let mut cancel = |certain: &dyn Fn(Duration) -> bool| {
+            for r in running.iter_mut() {
+                if certain(r.planned) && !r.cancelled && !r.handle.is_finished() {
+                    r.handle.abort();
+                    r.cancelled = true;
+                }
+            }
+        };
+        if probe.outcome.lost() && lost.is_none_or(|l| planned < l) {
+            lost = Some(planned);
+            cancel(&|d| d > planned);
+        } else if probe.outcome == Outcome::Kept && kept.is_none_or(|k| planned > k) {
+            kept = Some(planned);
+            cancel(&|d| d < planned);
+            // Round 1: the limit may lie before the next idle time of the
+            // grid; look there now rather than after it.
+            if grid.contains(&planned) {
+                if let Some(&next) = grid.iter().find(|&&g| g > planned) {
+                    let upper = lost.map_or(next, |l| l.min(next));
+                    for idle in fill(planned, upper) {
+                        spawn(&mut set, &mut running, idle);
+                    }
+                }
+            }
+        }
+        finished += 1;
+        probes.push(probe);
+        let cancelled = running.iter().filter(|r| r.cancelled).count();
+        progress.round(round, running.len(), finished, cancelled, probes);
+    }
+}
+
+/// The progress line on stderr, when it is a terminal.
+struct Progress {
+    bar: ProgressBar,
+}
+
+impl Progress {
+    fn new(json: bool) -> Progress {
+        if json || !std::io::stderr().is_terminal() {
+            return Progress {
+                bar: ProgressBar::hidden(),
+            };
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed:>4} {wide_msg}") {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(Duration::from_millis(100));
+        Progress { bar }
+    }
+
+    fn start(&self, round: u32, idles: &[Duration]) {
+        let longest = idles.iter().max().copied().unwrap_or_default();
+        self.bar.set_message(format!(
+            "round {round}: {} {}, idle {}–{}",
+            idles.len(),
+            if idles.len() == 1 { "probe" } else { "probes" },
+            format_duration(idles.iter().min().copied().unwrap_or_default()),
+            format_duration(longest),
+        ));
+    }
+
+    fn round(&self, round: u32, total: usize, finished: usize, cancelled: usize, probes: &[Probe]) {
+        if self.bar.is_hidden() {
+            return;
+        }
+        let b = Bracket::of(probes);
+        let waiting = total.saturating_sub(finished + cancelled);
+        let mut msg = format!("round {round}: {finished} done, {waiting} waiting");
+        if let Some(kept) = b.kept {
+            let _ = write!(msg, "; kept {}", format_duration(kept));
+        }
+        if let Some((lost, outcome)) = b.lost {
+            let _ = write!(
+                msg,
+                "; lost by {} ({})",
+                format_duration(lost),
+                outcome.as_str()
+            );
+        }
+        self.bar.set_message(msg);
+    }
+
+    fn clear(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// The result, as printed with `--json`.
+#[derive(Serialize)]
+struct Report {
+    url: String,
+    mode: &'static str,
+    max_wait_ms: u64,
+    /// `drop`, `reset`, `no_answer`: the path forgot the flow, and this is
+    /// what it did with its packets; `server_closed`: the server closed the
+    /// idle connection first; `kept`: kept for the whole bound.
+    behaviour: &'static str,
+    bracket_ms: BracketMs,
+    tolerance_ms: u64,
+    /// Whether the bracket is within the tolerance.
+    converged: bool,
+    /// For `server_closed`: the server's idle timeout, as dated by the
+    /// kernel (`null` when it could not be).
+    server_idle_close_ms: Option<u64>,
+    /// The server's `Keep-Alive: timeout=N`, if it sends one.
+    keep_alive_hint_s: Option<u64>,
+    summary: String,
+    recommendation: String,
+    rounds: u32,
+    probes_run: usize,
+    /// Probes kept at or past the shortest idle time lost.
+    inconsistent_probes: usize,
+    probes: Vec<ProbeReport>,
+    wall_time_s: f64,
+}
+
+/// The bracket: the longest idle time after which the connection still
+/// worked, the shortest after which it did not (`null`: none).
+#[derive(Serialize)]
+struct BracketMs {
+    kept: Option<u64>,
+    lost: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ProbeReport {
+    round: u32,
+    planned_idle_ms: u64,
+    idle_ms: u64,
+    outcome: &'static str,
+    answered_in_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Runs `connpool probe --path-idle` and returns its exit status.
+pub async fn run(args: &ProbeArgs) -> ExitCode {
+    let started = Instant::now();
+    let max_wait = args.max_wait;
+    let progress = Progress::new(args.json);
+    progress
+        .bar
+        .set_message(format!("connecting to {}", args.url));
+    let hint = match preflight(&args.url).await {
+        Ok(hint) => hint,
+        Err(message) => {
+            progress.clear();
+            eprintln!("connpool probe: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let mut probes: Vec<Probe> = Vec::new();
+    let grid = doubling(max_wait);
+    let mut idles = grid.clone();
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        progress.start(rounds, &idles);
+        let grid: &[Duration] = if rounds == 1 { &grid } else { &[] };
+        run_round(&args.url, rounds, &idles, grid, &mut probes, &progress).await;
+        let bracket = Bracket::of(&probes);
+        let Some(next) = bracket.next_round() else {
+            break;
+        };
+        let longest = next.iter().max().copied().unwrap_or_default();
+        if rounds >= MAX_ROUNDS || started.elapsed() + longest > max_wait * 3 {
+            break;
+        }
+        idles = next;
+    }
+    progress.clear();
+    let wall = started.elapsed();
+
+    let bracket = Bracket::of(&probes);
+    if bracket.kept.is_none() && bracket.lost.is_none() {
+        let why = probes
+            .iter()
+            .find_map(|p| p.error.clone())
+            .unwrap_or_else(|| "no probe finished".into());
+        eprintln!("connpool probe: cannot measure: every probe failed ({why})");
+        return ExitCode::FAILURE;
+    }
+    let report = report(args, &probes, bracket, hint, rounds, wall);
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(err) => {
+                eprintln!("connpool probe: cannot write the report: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", format_report(&report, &probes));
+    }
+    ExitCode::SUCCESS
+}
+
+fn report(
+    args: &ProbeArgs,
+    probes: &[Probe],
+    bracket: Bracket,
+    hint: KeepAliveHint,
+    rounds: u32,
+    wall: Duration,
+) -> Report {
+    let max_wait = args.max_wait;
+    let server_close = probes.iter().filter_map(|p| p.server_closed_after).min();
+    let behaviour = bracket.lost.map_or("kept", |(_, outcome)| outcome.as_str());
+    let (summary, recommendation) = words(bracket, server_close, max_wait);
+    let mut sorted: Vec<&Probe> = probes.iter().collect();
+    sorted.sort_by_key(|p| (p.round, p.planned));
+    Report {
+        url: args.url.to_string(),
+        mode: "path_idle",
+        max_wait_ms: ms(max_wait),
+        behaviour,
+        bracket_ms: BracketMs {
+            kept: bracket.kept.map(ms),
+            lost: bracket.lost.map(|(at, _)| ms(at)),
+        },
+        tolerance_ms: ms(bracket.tolerance()),
+        converged: bracket.converged(),
+        server_idle_close_ms: (behaviour == "server_closed")
+            .then_some(server_close)
+            .flatten()
+            .map(ms),
+        keep_alive_hint_s: hint.timeout.map(|t| t.as_secs()),
+        summary,
+        recommendation,
+        rounds,
+        probes_run: probes.len(),
+        inconsistent_probes: bracket.inconsistent,
+        probes: sorted
+            .into_iter()
+            .map(|p| ProbeReport {
+                round: p.round,
+                planned_idle_ms: ms(p.planned),
+                idle_ms: ms(p.idle),
+                outcome: p.outcome.as_str(),
+                answered_in_ms: ms(p.answered_in),
+                error: p.error.clone(),
+            })
+            .collect(),
+        wall_time_s: wall.as_secs_f64(),
+    }
+}
+
+/// A value a little under `limit`, rounded down to a figure people type
+/// into a configuration file.
+fn suggestion(limit: Duration) -> Duration {
+    let target = limit.mul_f64(SAFETY_FACTOR);
+    let unit = if target >= Duration::from_secs(10) {
+        Duration::from_secs(1)
+    } else if target >= Duration::from_secs(1) {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_millis(10)
+    };
+    let units = (target.as_nanos() / unit.as_nanos()).max(1) as u32;
+    unit * units
+}
+
+/// The one-line summary and the recommendation.
+fn words(bracket: Bracket, server_close: Option<Duration>, max_wait: Duration) -> (String, String) {
+    let Some((lost, outcome)) = bracket.lost else {
+        let kept = bracket.kept.unwrap_or_default();
+        let summary = if kept >= max_wait {
+            format!(
+                "the path kept an idle flow for the whole {} bound",
+                format_duration(max_wait)
+            )
+        } else {
+            // The longest probes failed for other reasons.
+            format!(
+                "the path kept an idle flow for {}, the longest idle time that could be \
+                 probed (of the {} bound)",
+                format_duration(kept),
+                format_duration(max_wait)
+            )
+        };
+        return (
+            summary,
+            format!(
+                "no idle limit on this path up to {}; to look further, run again with a \
+                 larger --max-wait",
+                format_duration(max_wait)
+            ),
+        );
+    };
+    if outcome == Outcome::ServerClosed {
+        let around = server_close.unwrap_or(lost);
+        let summary = match bracket.kept {
+            Some(kept) => format!(
+                "the server closed idle connections after ~{} (kept {}, closed by {}) \
+                 before the path forgot them; the path kept idle flows for at least {}",
+                format_duration(around),
+                format_duration(kept),
+                format_duration(lost),
+                format_duration(kept),
+            ),
+            None => format!(
+                "the server closed idle connections after ~{} (by {}) before the path \
+                 forgot them",
+                format_duration(around),
+                format_duration(lost),
+            ),
+        };
+        let limit = bracket.kept.unwrap_or(around).min(around);
+        let pool_default = match ClientConfig::default().pool_idle_timeout {
+            Some(d) if d < limit => format!(
+                "connpool's default ({}) is under it, and connpool learns the server's \
+                 timeout from the closes it sees",
+                format_setting(Some(d))
+            ),
+            default => format!(
+                "connpool's default ({}) is not, but connpool learns the server's timeout \
+                 from the closes it sees",
+                format_setting(default)
+            ),
+        };
+        return (
+            summary,
+            format!(
+                "keep the pool idle timeout under the server's: {} or less; {pool_default}",
+                format_setting(Some(suggestion(limit)))
+            ),
+        );
+    }
+    let fate = match outcome {
+        Outcome::Dropped => "forgotten flows are dropped silently".to_string(),
+        Outcome::Reset => "forgotten flows are answered with RST".to_string(),
+        _ => format!(
+            "a request on a forgotten flow got no answer within {}",
+            format_duration(REQUEST_TIMEOUT)
+        ),
+    };
+    let summary = match bracket.kept {
+        Some(kept) => format!(
+            "the path kept an idle flow for {} and forgot it by {}; {fate}",
+            format_duration(kept),
+            format_duration(lost)
+        ),
+        None => format!(
+            "the path forgot an idle flow within {}; {fate}",
+            format_duration(lost)
+        ),
+    };
+    let limit = bracket.kept.unwrap_or(lost);
+    let advice = suggestion(limit);
+    let config = ClientConfig::default();
+    let pool = config.pool_idle_timeout;
+    let keepalive = config.tcp_keepalive.map(|k| k.idle);
+    let under = |d: Option<Duration>| d.is_some_and(|d| d < limit);
+    let (pool_words, keepalive_words) = (
+        format!("a pool idle timeout of {}", format_setting(pool)),
+        format!("keepalive after {} idle", format_setting(keepalive)),
+    );
+    let defaults = match (under(pool), under(keepalive)) {
+        (true, true) => {
+            format!("connpool's defaults ({pool_words}, {keepalive_words}) are both under it")
+        }
+        (true, false) => format!(
+            "connpool's default {pool_words} is under it, but not its {keepalive_words}, \
+             which matters for requests that wait that long for their response: lower \
+             ClientConfig::tcp_keepalive"
+        ),
+        (false, true) => format!(
+            "connpool's default {keepalive_words} is under it, but not its {pool_words}: \
+             lower ClientConfig::pool_idle_timeout"
+        ),
+        (false, false) => format!(
+            "connpool's defaults ({pool_words}, {keepalive_words}) are both too long for \
+             this path"
+        ),
+    };
+    (
+        summary,
+        format!(
+            "keep connections from idling that long: a pool idle timeout of {} or less, \
+             or TCP keepalive probes after {} idle; {defaults}",
+            format_setting(Some(advice)),
+            format_setting(Some(advice))
+        ),
+    )
+}
+
+/// A setting as people write it: `4 s`, `1.5 s`, `750 ms`, `none`.
+fn format_setting(value: Option<Duration>) -> String {
+    let Some(d) = value else {
+        return "none".to_string();
+    };
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{} s", d.as_secs_f64())
+    }
+}
+
+/// The human report.
+fn format_report(r: &Report, probes: &[Probe]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", r.summary);
+    let _ = writeln!(out, "recommendation: {}", r.recommendation);
+    if let Some(hint) = r.keep_alive_hint_s {
+        let _ = writeln!(
+            out,
+            "the server advertises Keep-Alive: timeout={hint} (not obeyed while probing)"
+        );
+    }
+    let _ = write!(
+        out,
+        "{} {} in {} {}, {:.1} s",
+        r.probes_run,
+        if r.probes_run == 1 { "probe" } else { "probes" },
+        r.rounds,
+        if r.rounds == 1 { "round" } else { "rounds" },
+        r.wall_time_s
+    );
+    if !r.converged {
+        let _ = write!(
+            out,
+            "; the bracket is wider than the {} ms tolerance (the run's time bound)",
+            r.tolerance_ms
+        );
+    }
+    if r.inconsistent_probes > 0 {
+        let _ = write!(
+            out,
+            "; {} probes were kept past the first loss: the path's timeout is not sharp",
+            r.inconsistent_probes
+        );
+    }
+    out.push('\n');
+    let failed = probes
+        .iter()
+        .filter(|p| p.outcome == Outcome::Failed)
+        .count();
+    if failed > 0 {
+        let example = probes
+            .iter()
+            .filter(|p| p.outcome == Outcome::Failed)
+            .find_map(|p| p.error.as_deref())
+            .unwrap_or("");
+        let _ = writeln!(
+            out,
+            "{failed} {} said nothing about the path (e.g. {example})",
+            if failed == 1 { "probe" } else { "probes" }
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn probe(idle: u64, outcome: Outcome) -> Probe {
+        Probe {
+            round: 1,
+            planned: ms(idle),
+            idle: ms(idle),
+            outcome,
+            answered_in: Duration::ZERO,
+            server_closed_after: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn round_one_doubles_up_to_the_bound() {
+        let idles: Vec<u64> = doubling(ms(5000))
+            .iter()
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        assert_eq!(idles, [250, 500, 1000, 2000, 4000, 5000]);
+        assert_eq!(doubling(ms(100)), [ms(100)]);
+        assert_eq!(doubling(ms(1000)), [ms(250), ms(500), ms(1000)]);
+    }
+
+    #[test]
+    fn fills_are_spaced_under_the_tolerance() {
+        for (kept, lost) in [(0, 250), (1000, 2000), (2000, 4000), (32_000, 60_000)] {
+            let idles = fill(ms(kept), ms(lost));
+            let mut edges = vec![ms(kept)];
+            edges.extend(&idles);
+            edges.push(ms(lost));
+            let tolerance = tolerance(ms(kept));
+            assert!(
+                edges
+                    .windows(2)
+                    .all(|w| w[0] < w[1] && w[1] - w[0] < tolerance),
+                "({kept}, {lost}]: {idles:?}"
+            );
+            assert!(idles.len() <= MAX_PROBES_PER_ROUND as usize);
+        }
+        assert_eq!(fill(ms(1000), ms(2000)).len(), 20);
+        assert!(fill(ms(2000), ms(2000)).is_empty());
+    }
+
+    #[test]
+    fn the_bracket_is_the_longest_kept_below_the_shortest_lost() {
+        let probes = [
+            probe(500, Outcome::Kept),
+            probe(1900, Outcome::Kept),
+            probe(1000, Outcome::Failed),
+            probe(2000, Outcome::Dropped),
+            probe(2100, Outcome::Kept),
+            probe(4000, Outcome::Dropped),
+        ];
+        let b = Bracket::of(&probes);
+        assert_eq!(b.kept, Some(ms(1900)));
+        assert_eq!(b.lost, Some((ms(2000), Outcome::Dropped)));
+        assert_eq!(b.inconsistent, 1);
+        assert_eq!(b.tolerance(), ms(95));
+        assert!(!b.converged());
+        assert_eq!(b.next_round().map(|r| r.len()), Some(2));
+
+        let kept_all = Bracket::of(&[probe(250, Outcome::Kept), probe(1000, Outcome::Kept)]);
+        assert_eq!(kept_all.kept, Some(ms(1000)));
+        assert_eq!(kept_all.lost, None);
+        assert!(kept_all.converged());
+        assert_eq!(kept_all.next_round(), None);
+    }
+
+    #[test]
+    fn suggestions_are_round_and_under_the_limit() {
+        assert_eq!(suggestion(ms(1953)), ms(1500));
+        assert_eq!(suggestion(ms(350_000)), Duration::from_secs(280));
+        assert_eq!(suggestion(ms(500)), ms(400));
+        assert_eq!(format_setting(Some(ms(1500))), "1.5 s");
+        assert_eq!(format_setting(Some(Duration::from_secs(15))), "15 s");
+        assert_eq!(format_setting(Some(ms(400))), "400 ms");
+        assert_eq!(format_setting(None), "none");
+    }
+}
