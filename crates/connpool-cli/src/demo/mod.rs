@@ -1,376 +1,329 @@
-//! `connpool demo`: the keep-alive race and the silent drop, and their
-//! cure, in a few seconds.
+//! `connpool demo`: the ways connection pools fail, and their cure, in
+//! about twenty seconds.
 //!
-//! Servers close idle connections. A pool that reuses one the server has
-//! just closed hands its caller a dead socket: the request fails with
-//! `broken pipe`, `connection reset` or a bare EOF, and a retry "fixes" it.
-//! This demo makes that happen on purpose, on 127.0.0.1 only:
+//! Pool failures are easy to shrug off when read about (a retry "fixes"
+//! the random `connection reset`, the leak shows only under load, the
+//! burst only in production). So the demo makes each one happen on
+//! purpose, on 127.0.0.1 only, with the same requests sent through a naive
+//! client ([`crate::naive`]: what Go's and reqwest's defaults amount to)
+//! and through connpool, side by side on separate servers so that they
+//! cannot disturb each other. One module per section, in the order they
+//! run:
 //!
-//! 1. For each [`Scenario`] it starts two identical fault servers from
-//!    `connpool-testkit` (line echo: a request is `req <n>\n`, the answer
-//!    the same line), one per pool, so the pools cannot disturb each other.
-//! 2. It sends the same request schedule, concurrently, through
-//!    * the [`NaivePool`]: idle sockets reused unchecked, and
-//!    * connpool's [`TcpPool`], which peeks at every idle socket before
-//!      reusing it (`recv(MSG_PEEK)`: a FIN or RST waiting there means the
-//!      server closed it). Its idle timeout is set *longer* than the
-//!      servers', so it is the peek, not the timeout, that saves it.
-//! 3. Neither pool retries. A failed request is counted under the kind
-//!    [`connpool::Error::from_io`] gives it, and its connection is dropped.
+//! 1. [`race`]: the keep-alive race. Servers close idle connections; a
+//!    pool that reuses one unchecked fails the request.
+//! 2. [`undrained`]: responses dropped with their body unread. A client
+//!    that neither drains nor closes such a connection leaks it.
+//! 3. [`burst`]: a burst with no cap per host exhausts the file
+//!    descriptors (in a child process with a lowered limit).
+//! 4. [`idle_timeout`]: a client idle timeout longer than the server's
+//!    meets closed connections after every long pause; connpool learns
+//!    the server's timeout, or reads its `Keep-Alive` hint, and expires
+//!    first.
+//! 5. [`silent_drop`]: the race one hop away, a middlebox that forgets
+//!    idle flows without a word. It needs network namespaces, hence root:
+//!    without them it says so and is skipped, which is not a failure
+//!    (`--no-silent-drop` skips it too).
 //!
-//! It prints one table of outcomes, the first events of connpool in the
-//! first scenario, and a verdict.
+//! Each section prints a table, a few lines on what it shows, and what
+//! broke its promise if connpool did; at the end a summary has one line
+//! per failure, naive against connpool. With `--json` nothing but one JSON
+//! document goes to stdout: per section its results, whether connpool
+//! kept its promise, what broke it, and the two summaries.
 //!
-//! Then comes the same failure one hop away, the [`silent_drop`] section: a
-//! middlebox that forgets idle flows and drops their packets without a
-//! word, so a naive client's request hangs while connpool finds the dead
-//! path and resends a `GET`, or fails a `POST` saying it was never
-//! acknowledged. It needs network namespaces, hence root: without them it
-//! says so and is skipped, which is not a failure (`--no-silent-drop`
-//! skips it too).
-//!
-//! The exit status is 0 only if connpool had no failed request and, when
-//! the silent-drop section ran, kept its promise there, so CI can run the
-//! demo as a check.
-//!
-//! The peek cannot close one tiny window: a server that closes *between*
-//! the peek and the write. The schedule keeps clear of it (requests come
-//! well before or well after the servers' idle timeout), but if it ever
-//! happens, the failure is counted and printed like any other.
+//! The exit status is 0 only if connpool kept its promise in every section
+//! that ran (each section's module says what it promises), so CI can run
+//! the demo as a check. The naive client failing is the story, never a
+//! failure of the demo.
 
+mod burst;
+mod idle_timeout;
+mod race;
 mod silent_drop;
+mod undrained;
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Args;
-use connpool::tcp::{TcpManager, TcpPool};
-use connpool::{Error, ErrorKind, Event, EvictReason, Pool};
-use connpool_testkit::{CloseMode, FaultServer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use serde::Serialize;
+use serde::ser::SerializeMap;
 
-use crate::naive::NaivePool;
-use crate::report::{self, Row, Tally, TraceEvent};
-
-/// How long the servers of the idle-close scenarios let a connection sit
-/// idle before closing it.
-const SERVER_IDLE_TIMEOUT: Duration = Duration::from_millis(150);
-
-/// Pauses between requests in the idle-close scenarios, in milliseconds,
-/// used in turn. The short ones stay under [`SERVER_IDLE_TIMEOUT`], the
-/// long ones straddle it by 100 ms or more, so the server's FIN or RST has
-/// long arrived when the next request is sent.
-const IDLE_CLOSE_GAPS_MS: [u64; 4] = [20, 250, 60, 300];
-
-/// Exchanges a server of the close-after scenario answers per connection.
-const CLOSE_AFTER_EXCHANGES: u64 = 3;
-
-/// Pause between requests in the close-after scenario: enough for the FIN
-/// sent after the last allowed answer to arrive on loopback.
-const CLOSE_AFTER_GAP: Duration = Duration::from_millis(10);
-
-/// connpool's idle timeout: far longer than the servers', on purpose.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A request with no answer after this long counts as failed (it never
-/// happens on loopback, but the demo must not hang in CI if it does).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How many of connpool's events the trace shows.
-const TRACE_LEN: usize = 12;
+use crate::report::{Align, Table};
 
 /// Options of `connpool demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Requests per scenario and pool.
+    /// Requests per scenario and pool in the keep-alive race.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     requests: u32,
 
-    /// Do not print the trace of connpool's events.
+    /// Do not print the trace of connpool's events in the keep-alive race.
     #[arg(long, visible_alias = "quiet")]
     no_trace: bool,
 
     /// Skip the silent-drop section (a middlebox in network namespaces;
-    /// it needs root and takes about 6 seconds).
+    /// it needs root and takes about 5 seconds).
     #[arg(long)]
     no_silent_drop: bool,
+
+    /// Print the results as one JSON document on stdout, and nothing else.
+    #[arg(long)]
+    json: bool,
+
+    /// Internal: the burst section's child process (see `demo/burst.rs`).
+    #[arg(long, hide = true, num_args = 2, value_names = ["NAIVE", "CONNPOOL"])]
+    burst_child: Option<Vec<SocketAddr>>,
 }
 
-/// A fault the servers inject, and the request schedule that meets it.
-struct Scenario {
-    /// Its name in the table.
-    name: &'static str,
-    /// How its servers misbehave.
-    server: connpool_testkit::FaultServerBuilder,
-    /// The pause before request `n` (for `n >= 1`).
-    gap: fn(usize) -> Duration,
-}
-
-impl Scenario {
-    /// The three scenarios of the demo, in the order they run.
-    fn all() -> [Scenario; 3] {
-        let idle_gap = |n: usize| {
-            Duration::from_millis(IDLE_CLOSE_GAPS_MS[(n - 1) % IDLE_CLOSE_GAPS_MS.len()])
-        };
-        [
-            Scenario {
-                name: "idle close, FIN",
-                server: FaultServer::builder().idle_close(SERVER_IDLE_TIMEOUT, CloseMode::Fin),
-                gap: idle_gap,
-            },
-            Scenario {
-                name: "idle close, RST",
-                server: FaultServer::builder().idle_close(SERVER_IDLE_TIMEOUT, CloseMode::Rst),
-                gap: idle_gap,
-            },
-            Scenario {
-                name: "close after 3",
-                server: FaultServer::builder().close_after(CLOSE_AFTER_EXCHANGES, CloseMode::Fin),
-                gap: |_| CLOSE_AFTER_GAP,
-            },
-        ]
+/// What every section gives besides its table (its `Display`) and its
+/// JSON (its `Serialize`).
+trait Section: fmt::Display + Serialize {
+    /// Where connpool broke the section's promise; empty when it kept it.
+    /// The naive client is never judged.
+    fn problems(&self) -> Vec<String>;
+    /// What happened to the naive client, in a few words.
+    fn naive_summary(&self) -> String;
+    /// What happened to connpool, in a few words.
+    fn connpool_summary(&self) -> String;
+    /// The section could not run where the demo runs and said why (not a
+    /// failure).
+    fn skipped(&self) -> bool {
+        false
     }
 }
 
-/// What one scenario produced.
-struct Outcome {
-    name: &'static str,
-    naive: Tally,
-    connpool: Tally,
-    /// Every event of connpool's pool, in order.
-    trace: Vec<TraceEvent>,
+/// A section that ran (or could not).
+#[derive(Serialize)]
+struct Done {
+    /// Its key in the JSON document.
+    #[serde(skip)]
+    key: &'static str,
+    /// The failure it shows.
+    title: &'static str,
+    /// It could not run here and said why (not a failure).
+    skipped: bool,
+    kept_promise: bool,
+    problems: Vec<String>,
+    naive: String,
+    connpool: String,
+    /// The section's own results; `null` if it could not run.
+    result: serde_json::Value,
+    /// Why it could not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// The JSON document.
+#[derive(Serialize)]
+struct Document<'a> {
+    /// connpool kept its promise in every section that ran.
+    ok: bool,
+    wall_ms: u64,
+    /// Each section by its key, in the order they ran.
+    sections: Sections<'a>,
+}
+
+/// The sections as a JSON object, in order.
+struct Sections<'a>(&'a [Done]);
+
+impl Serialize for Sections<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for done in self.0 {
+            map.serialize_entry(done.key, done)?;
+        }
+        map.end()
+    }
 }
 
 /// Runs the demo, prints its report, and returns the exit status: success
-/// when connpool had no failed request.
+/// when connpool kept its promise in every section.
 pub async fn run(args: DemoArgs) -> ExitCode {
-    let then = if args.no_silent_drop {
-        ""
-    } else {
-        "\nThen, if it can create network namespaces (as root): a middlebox that silently drops\n\
-         forgotten flows, a naive client against connpool's HTTP client.\n"
-    };
-    println!(
-        "connpool demo: the same requests go through a naive pool, which reuses idle connections\n\
-         unchecked, and connpool's TCP pool, which peeks at each one before reuse. Local servers\n\
-         close connections idle for {} ms (with FIN, then RST) or after {} requests; neither pool\n\
-         retries.\n{then}",
-        SERVER_IDLE_TIMEOUT.as_millis(),
-        CLOSE_AFTER_EXCHANGES,
-    );
+    if let Some(addrs) = &args.burst_child {
+        return burst::child(addrs[0], addrs[1]).await;
+    }
+    let started = Instant::now();
+    let text = !args.json;
+    if text {
+        let then = if args.no_silent_drop {
+            ""
+        } else {
+            "\nThen, as root, a fifth: a silent drop through a real middlebox."
+        };
+        println!(
+            "connpool demo: four ways connection pools fail, each shown with a naive client and \
+             with\nconnpool side by side, on local servers (127.0.0.1 only). The naive client is \
+             a hand-written\npool that behaves like Go's and reqwest's defaults: idle connections \
+             reused unchecked, a 90 s\nidle timeout, no cap per host, no retry, a dropped \
+             response's connection left open.{then}"
+        );
+    }
 
-    let mut outcomes = Vec::new();
-    for scenario in Scenario::all() {
-        match run_scenario(&scenario, args.requests as usize).await {
-            Ok(outcome) => outcomes.push(outcome),
+    let mut done = vec![
+        section(
+            text,
+            1,
+            ("race", "keep-alive race"),
+            Some(race::intro()),
+            race::run(args.requests as usize, !args.no_trace),
+        )
+        .await,
+        section(
+            text,
+            2,
+            ("undrained", "undrained bodies"),
+            Some(undrained::intro()),
+            undrained::run(),
+        )
+        .await,
+        section(
+            text,
+            3,
+            ("burst", "burst with no cap"),
+            Some(burst::intro()),
+            burst::run(),
+        )
+        .await,
+        section(
+            text,
+            4,
+            ("idle_timeout", "idle timeout too long"),
+            Some(idle_timeout::intro()),
+            idle_timeout::run(),
+        )
+        .await,
+    ];
+    if !args.no_silent_drop {
+        // It says what it does itself, once it knows it can run.
+        done.push(
+            section(text, 5, ("silent_drop", "silent drop"), None, async {
+                Ok(silent_drop::run(text).await)
+            })
+            .await,
+        );
+    }
+
+    let ok = done.iter().all(|done| done.kept_promise);
+    if text {
+        print!("{}", summary(&done, started));
+    } else {
+        let document = Document {
+            ok,
+            wall_ms: started.elapsed().as_millis() as u64,
+            sections: Sections(&done),
+        };
+        match serde_json::to_string_pretty(&document) {
+            Ok(json) => println!("{json}"),
             Err(err) => {
-                eprintln!("connpool demo: could not start a test server: {err}");
+                eprintln!("connpool demo: cannot write the JSON document: {err}");
                 return ExitCode::FAILURE;
             }
         }
     }
-
-    print_report(&outcomes, !args.no_trace);
-
-    let connpool_failed: u64 = outcomes.iter().map(|o| o.connpool.failed()).sum();
-    let mut failed = connpool_failed > 0;
-    if !args.no_silent_drop {
-        println!();
-        let section = silent_drop::run().await;
-        print!("{section}");
-        failed |= section.failed();
-    }
-    if failed {
-        ExitCode::FAILURE
-    } else {
+    if ok {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
-/// Runs one scenario: two fresh servers, the two pools side by side.
-async fn run_scenario(scenario: &Scenario, requests: usize) -> io::Result<Outcome> {
-    let naive_server = scenario.server.start()?;
-    let connpool_server = scenario.server.start()?;
-    let start = Instant::now();
-    let (naive, (connpool, trace)) = tokio::join!(
-        run_naive(naive_server.addr(), scenario.gap, requests),
-        run_connpool(connpool_server.addr(), scenario.gap, requests, start),
-    );
-    Ok(Outcome {
-        name: scenario.name,
-        naive,
-        connpool,
-        trace,
-    })
-}
-
-/// Sends the schedule through a [`NaivePool`].
-async fn run_naive(addr: SocketAddr, gap: fn(usize) -> Duration, requests: usize) -> Tally {
-    let mut pool = NaivePool::new(addr);
-    let mut tally = Tally::default();
-    for n in 0..requests {
-        if n > 0 {
-            tokio::time::sleep(gap(n)).await;
+/// Runs one section: prints its heading and `intro` first, its report
+/// after (in text mode), and returns what it did.
+async fn section<S: Section>(
+    text: bool,
+    number: u32,
+    (key, title): (&'static str, &'static str),
+    intro: Option<String>,
+    run: impl Future<Output = io::Result<S>>,
+) -> Done {
+    if text {
+        println!("\n== {number}. {title} ==");
+        if let Some(intro) = intro {
+            println!("{intro}\n");
         }
-        let outcome = match pool.get().await {
-            Ok(mut stream) => match send_request(&mut stream, n).await {
-                Ok(()) => {
-                    pool.put(stream);
-                    Ok(())
-                }
-                // The stream is dropped, hence closed: no retry.
-                Err(err) => Err(err),
-            },
-            Err(err) => Err(Error::from_connect_io(err)),
-        };
-        tally.record(n, outcome);
     }
-    tally.new_conns = pool.created();
-    tally
-}
-
-/// Sends the schedule through connpool's [`TcpPool`], recording its events
-/// with their time since `start`.
-async fn run_connpool(
-    addr: SocketAddr,
-    gap: fn(usize) -> Duration,
-    requests: usize,
-    start: Instant,
-) -> (Tally, Vec<TraceEvent>) {
-    let trace = Arc::new(Mutex::new(Vec::new()));
-    let recorder = Arc::clone(&trace);
-    let pool: TcpPool = Pool::builder(TcpManager::default())
-        .idle_timeout(Some(POOL_IDLE_TIMEOUT))
-        .observer(move |event: &Event<'_, SocketAddr>| {
-            recorder.lock().unwrap().push(TraceEvent {
-                at: start.elapsed(),
-                conn: event.conn,
-                kind: event.kind.clone(),
-            });
-        })
-        .build();
-
-    let mut tally = Tally::default();
-    for n in 0..requests {
-        if n > 0 {
-            tokio::time::sleep(gap(n)).await;
-        }
-        let outcome = match pool.get(&addr).await {
-            Ok(mut conn) => match send_request(&mut conn, n).await {
-                Ok(()) => {
-                    // A full exchange is a message boundary: back to the pool.
-                    conn.release();
-                    Ok(())
-                }
-                // Dropping the guard closes the connection: no retry.
-                Err(err) => Err(err),
-            },
-            Err(err) => Err(err),
-        };
-        tally.record(n, outcome);
-    }
-
-    let counters = pool.stats().counters;
-    tally.new_conns = counters.created;
-    tally.stale_caught = Some(
-        EvictReason::ALL
-            .into_iter()
-            .filter(|reason| reason.is_stale())
-            .map(|reason| counters.evicted(reason))
-            .sum(),
-    );
-    drop(pool);
-    let trace = std::mem::take(&mut *trace.lock().unwrap());
-    (tally, trace)
-}
-
-/// One request: writes `req <n>\n` and reads the echoed line.
-///
-/// Write and read errors are classified by [`Error::from_io`]; a connection
-/// that ends before the whole line came back is [`ErrorKind::UnexpectedEof`].
-async fn send_request(stream: &mut TcpStream, n: usize) -> Result<(), Error> {
-    let request = format!("req {n}\n");
-    let exchange = async {
-        stream.write_all(request.as_bytes()).await?;
-        // The server sends nothing but the echo, so reading until `\n`
-        // never takes bytes of a later answer.
-        let mut reply = Vec::with_capacity(request.len());
-        let mut chunk = [0u8; 64];
-        while !reply.ends_with(b"\n") {
-            let read = stream.read(&mut chunk).await?;
-            if read == 0 {
-                return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+    match run.await {
+        Ok(section) => {
+            if text {
+                print!("{section}");
             }
-            reply.extend_from_slice(&chunk[..read]);
+            let problems = section.problems();
+            let result = serde_json::to_value(&section).unwrap_or_else(|err| {
+                serde_json::Value::String(format!("cannot serialize the results: {err}"))
+            });
+            Done {
+                key,
+                title,
+                skipped: section.skipped(),
+                kept_promise: problems.is_empty(),
+                problems,
+                naive: section.naive_summary(),
+                connpool: section.connpool_summary(),
+                result,
+                error: None,
+            }
         }
-        Ok(reply)
-    };
-    let reply = match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
-        Ok(Ok(reply)) => reply,
-        Ok(Err(err)) => return Err(Error::from_io(err)),
-        Err(_) => {
-            return Err(Error::new(
-                ErrorKind::Io,
-                format!("no answer within {REQUEST_TIMEOUT:?}"),
-            ));
+        Err(err) => {
+            let error = format!("could not run: {err}");
+            if text {
+                println!("{title}: {error}");
+            }
+            Done {
+                key,
+                title,
+                skipped: false,
+                kept_promise: false,
+                problems: vec![error.clone()],
+                naive: "-".to_string(),
+                connpool: "-".to_string(),
+                result: serde_json::Value::Null,
+                error: Some(error),
+            }
         }
-    };
-    if reply != request.as_bytes() {
-        return Err(Error::new(
-            ErrorKind::Io,
-            format!("wrong answer {:?}", String::from_utf8_lossy(&reply)),
-        ));
     }
-    Ok(())
 }
 
-/// Prints the table, connpool's failures if any, the trace of the first
-/// scenario (if asked), and the verdict.
-fn print_report(outcomes: &[Outcome], with_trace: bool) {
-    let rows: Vec<Row<'_>> = outcomes
-        .iter()
-        .flat_map(|o| {
-            [
-                Row {
-                    scenario: o.name,
-                    pool: "naive",
-                    tally: &o.naive,
-                },
-                Row {
-                    scenario: o.name,
-                    pool: "connpool",
-                    tally: &o.connpool,
-                },
-            ]
-        })
-        .collect();
-    print!("{}", report::table(&rows));
-    println!(
-        "stale caught = idle connections found closed by the server and evicted before use\n\
-         (the naive pool does not look)."
-    );
-
-    for outcome in outcomes {
-        for failure in &outcome.connpool.failures {
-            println!("connpool failure in {}: {failure}", outcome.name);
+/// The closing summary: a line per section, naive against connpool, then
+/// the verdict and what broke it. Ends with a newline.
+fn summary(done: &[Done], started: Instant) -> String {
+    let mut table = Table::new(&[
+        ("failure", Align::Left),
+        ("naive", Align::Left),
+        ("connpool", Align::Left),
+    ]);
+    for section in done {
+        table.row([
+            section.title.to_string(),
+            section.naive.clone(),
+            section.connpool.clone(),
+        ]);
+    }
+    let mut out = format!("\n== summary ==\n{table}");
+    let failed: Vec<&Done> = done.iter().filter(|d| !d.kept_promise).collect();
+    let skipped: Vec<&str> = done.iter().filter(|d| d.skipped).map(|d| d.title).collect();
+    let took = started.elapsed().as_secs_f64();
+    if failed.is_empty() && skipped.is_empty() {
+        out.push_str(&format!(
+            "connpool kept its promise in all {} sections ({took:.1} s).\n",
+            done.len(),
+        ));
+    } else if failed.is_empty() {
+        out.push_str(&format!(
+            "connpool kept its promise in all {} sections that ran ({took:.1} s; skipped: {}).\n",
+            done.len() - skipped.len(),
+            skipped.join(", ")
+        ));
+    } else {
+        out.push_str("connpool FAILED:\n");
+        for section in failed {
+            for problem in &section.problems {
+                out.push_str(&format!("  {}: {problem}\n", section.title));
+            }
         }
     }
-
-    if let (true, Some(first)) = (with_trace, outcomes.first()) {
-        println!(
-            "\nconnpool's first {TRACE_LEN} events in {:?} (time since the scenario started):",
-            first.name
-        );
-        for event in first.trace.iter().take(TRACE_LEN) {
-            println!("  {event}");
-        }
-    }
-
-    let naive_failed: u64 = outcomes.iter().map(|o| o.naive.failed()).sum();
-    let connpool_failed: u64 = outcomes.iter().map(|o| o.connpool.failed()).sum();
-    println!("\nnaive pool: {naive_failed} failed requests; connpool: {connpool_failed}");
+    out
 }

@@ -15,9 +15,9 @@
 //! middlebox has forgotten their connections (its flow table is polled, not
 //! guessed), then send a second request on the same connection, at once:
 //!
-//! * a naive client: one raw socket from the demo's [`NaivePool`], kernel
-//!   defaults, a `GET` written by hand. It waits; the section gives up on it
-//!   after [`PATIENCE`] rather than the kernel's quarter of an hour.
+//! * the demo's [`NaiveHttp`] client, kernel defaults, a `GET` written by
+//!   hand. It waits; the section gives up on it after [`PATIENCE`] rather
+//!   than the kernel's quarter of an hour.
 //! * connpool's [`Client`], default settings, sending a `GET`. While it
 //!   waits for the answer it reads the socket's `TCP_INFO`: nothing
 //!   acknowledged since the write, and the retransmissions unanswered, mean
@@ -40,17 +40,17 @@
 
 use std::fmt::{self, Write as _};
 use std::io;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use connpool::http::{Client, Response, TraceStep};
 use connpool::{Acknowledged, Error, ErrorKind};
 use connpool_testkit::http::{HttpServer, HttpServerBuilder};
 use connpool_testkit::netns::{Forgotten, NetChain};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use serde::Serialize;
 
-use crate::naive::NaivePool;
+use super::Section;
+use crate::naive::NaiveHttp;
+use crate::report::{Align, Table};
 
 /// How long the middlebox remembers an idle flow: short, so the demo need
 /// not wait the minutes real middleboxes do (AWS NLB: 350 s).
@@ -77,9 +77,6 @@ const FORGET_POLL: Duration = Duration::from_millis(20);
 /// `NetChain::wait_forgotten` does).
 const NO_PROCFS_MARGIN: Duration = Duration::from_millis(1500);
 
-/// The longest response head the naive client reads.
-const MAX_HEAD: usize = 64 * 1024;
-
 /// What the section did.
 #[derive(Debug)]
 pub enum Outcome {
@@ -99,18 +96,6 @@ pub enum Outcome {
     },
     /// The three clients ran; see [`Story`].
     Ran(Box<Story>),
-}
-
-impl Outcome {
-    /// Whether the demo's exit status must say failure: the section broke,
-    /// or connpool did not keep its promise. Skipping is not a failure.
-    pub fn failed(&self) -> bool {
-        match self {
-            Outcome::Skipped { .. } => false,
-            Outcome::Broken { .. } => true,
-            Outcome::Ran(story) => !story.problems().is_empty(),
-        }
-    }
 }
 
 /// What the three clients saw of their second request, in the order
@@ -212,16 +197,18 @@ impl Fate {
     }
 }
 
-/// Runs the section and returns what happened. Building namespaces and
+/// Runs the section and returns what happened. With `announce`, says on
+/// stdout what is about to happen once the namespaces are built (the
+/// clients then wait a few seconds in silence). Building namespaces and
 /// running code inside them blocks the calling thread, so it all runs on a
 /// blocking thread of the demo's runtime.
-pub async fn run() -> Outcome {
-    let section = tokio::task::spawn_blocking(|| {
+pub async fn run(announce: bool) -> Outcome {
+    let section = tokio::task::spawn_blocking(move || {
         let chain = NetChain::builder()
             .established_timeout(MIDDLEBOX_IDLE)
             .forgotten(Forgotten::Drop)
             .start();
-        with_chain(chain)
+        with_chain(chain, announce)
     });
     match section.await {
         Ok(outcome) => outcome,
@@ -233,7 +220,7 @@ pub async fn run() -> Outcome {
 
 /// The section, given the result of building the namespaces: skipped if
 /// they could not be built, else the story.
-fn with_chain(chain: io::Result<NetChain>) -> Outcome {
+fn with_chain(chain: io::Result<NetChain>, announce: bool) -> Outcome {
     let chain = match chain {
         Ok(chain) => chain,
         Err(err) => {
@@ -244,13 +231,15 @@ fn with_chain(chain: io::Result<NetChain>) -> Outcome {
     };
     // Said before the clients run, so the reader knows what the next
     // seconds of silence are.
-    println!(
-        "silent drop: a middlebox (conntrack and nftables, in network namespaces) forgets flows\n\
-         idle for {} s and then drops their packets without FIN or RST. Three clients each send a\n\
-         request, stay idle until the middlebox has forgotten their connections, and send another\n\
-         on the same connection; nobody retries by hand.",
-        MIDDLEBOX_IDLE.as_secs()
-    );
+    if announce {
+        println!(
+            "silent drop: a middlebox (conntrack and nftables, in network namespaces) forgets \
+             flows\nidle for {} s and then drops their packets without FIN or RST. Three \
+             clients each send a\nrequest, stay idle until the middlebox has forgotten their \
+             connections, and send another\non the same connection; nobody retries by hand.",
+            MIDDLEBOX_IDLE.as_secs()
+        );
+    }
     let story = chain
         .start_http_server(HttpServerBuilder::default())
         .and_then(|server| chain.client().block_on(tell(&chain, &server))?);
@@ -266,18 +255,19 @@ fn with_chain(chain: io::Result<NetChain>) -> Outcome {
 /// there): warm-up, the wait for the middlebox to forget, the second
 /// requests side by side.
 async fn tell(chain: &NetChain, server: &HttpServer) -> io::Result<Story> {
-    let addr = server.addr();
     let url = server.url("/");
-    let mut naive = NaivePool::new(addr);
+    let naive = NaiveHttp::new(server.addr());
     let get_client = Client::new();
     let post_client = Client::new();
 
     // One request each; every connection goes back to its pool, idle.
     // Bounded: a path broken from the start must not hang the demo.
     let warm = async {
-        let mut stream = naive.get().await?;
-        naive_get(&mut stream, addr, &Role::Naive.request_id(1)).await?;
-        naive.put(stream);
+        naive
+            .get("/", &Role::Naive.request_id(1))
+            .await?
+            .bytes()
+            .await?;
         let connpool = async {
             get(&get_client, &url, &Role::ConnpoolGet.request_id(1))
                 .await?
@@ -306,7 +296,7 @@ async fn tell(chain: &NetChain, server: &HttpServer) -> io::Result<Story> {
     let forgotten_after = until_forgotten(chain).await?;
 
     let (naive_fate, get_fate, post_fate) = tokio::join!(
-        second_naive(&mut naive, addr),
+        second_naive(&naive),
         second_get(&get_client, &url),
         second_post(&post_client, &url),
     );
@@ -351,18 +341,19 @@ async fn until_forgotten(chain: &NetChain) -> io::Result<Duration> {
 }
 
 /// The naive client's second request, on its idle connection.
-async fn second_naive(pool: &mut NaivePool, addr: SocketAddr) -> Fate {
+async fn second_naive(client: &NaiveHttp) -> Fate {
     let sent = Instant::now();
     let exchange = async {
-        let mut stream = pool.get().await?;
-        naive_get(&mut stream, addr, &Role::Naive.request_id(2)).await
-        // The stream is dropped, not put back: the section is over for it.
+        let resp = client.get("/", &Role::Naive.request_id(2)).await?;
+        let status = resp.status();
+        resp.bytes().await?;
+        Ok::<_, io::Error>(status)
     };
     match tokio::time::timeout(PATIENCE, exchange).await {
         Ok(Ok(status)) => Fate::Answered {
             after: sent.elapsed(),
             status,
-            fresh: pool.created() > 1,
+            fresh: client.created() > 1,
             retried_after: Vec::new(),
         },
         Ok(Err(err)) => Fate::failed(sent.elapsed(), &Error::from_io(err)),
@@ -447,78 +438,6 @@ fn retries(resp: &Response) -> Vec<ErrorKind> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// One `GET /` written by hand, and its response read: the head up to the
-/// blank line, then `Content-Length` bytes of body, so the connection is
-/// left at a message boundary for the next request. Returns the status.
-async fn naive_get(stream: &mut TcpStream, host: SocketAddr, id: &str) -> io::Result<u16> {
-    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nx-request-id: {id}\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_len = loop {
-        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end + 4;
-        }
-        if received.len() > MAX_HEAD {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "response head too long",
-            ));
-        }
-        let read = stream.read(&mut chunk).await?;
-        if read == 0 {
-            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
-        }
-        received.extend_from_slice(&chunk[..read]);
-    };
-    let (status, body_len) = parse_head(&received[..head_len])?;
-    while received.len() < head_len + body_len {
-        let read = stream.read(&mut chunk).await?;
-        if read == 0 {
-            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
-        }
-        received.extend_from_slice(&chunk[..read]);
-    }
-    if received.len() > head_len + body_len {
-        // The server sends nothing unasked; more bytes mean broken framing.
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "bytes after the response's end",
-        ));
-    }
-    Ok(status)
-}
-
-/// The status code and `Content-Length` of a response head (status line
-/// and fields, with or without the blank line). Just enough HTTP for the
-/// testkit's server, which always sends a length.
-fn parse_head(head: &[u8]) -> io::Result<(u16, usize)> {
-    let bad = |what: &str| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{what} in response head {:?}",
-                String::from_utf8_lossy(head)
-            ),
-        )
-    };
-    let text = std::str::from_utf8(head).map_err(|_| bad("not UTF-8"))?;
-    let mut lines = text.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| line.strip_prefix("HTTP/1.1 "))
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| bad("no HTTP/1.1 status line"))?;
-    let length = lines
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
-        .map(|(_, value)| value.trim().parse().map_err(|_| bad("bad Content-Length")))
-        .ok_or_else(|| bad("no Content-Length"))??;
-    Ok((status, length))
 }
 
 impl Story {
@@ -637,25 +556,25 @@ impl fmt::Display for Story {
             "\nthe second requests, sent when the middlebox had forgotten the flows ({} ms idle):",
             self.forgotten_after.as_millis()
         )?;
-        let header = ["client", "sent", "reached the server", "outcome"];
-        let rows: Vec<[String; 4]> = self
-            .clients
-            .iter()
-            .map(|run| {
-                let mut outcome = describe(&run.fate);
-                if run.role == Role::Naive && matches!(run.fate, Fate::NoAnswer) {
-                    outcome
-                        .push_str(" (the kernel would keep retransmitting for about 15 minutes)");
-                }
-                [
-                    run.role.name().to_string(),
-                    run.role.sent().to_string(),
-                    processed(run.processed),
-                    outcome,
-                ]
-            })
-            .collect();
-        f.write_str(&aligned(header, &rows))?;
+        let mut table = Table::new(&[
+            ("client", Align::Left),
+            ("sent", Align::Left),
+            ("reached the server", Align::Left),
+            ("outcome", Align::Left),
+        ]);
+        for run in &self.clients {
+            let mut outcome = describe(&run.fate);
+            if run.role == Role::Naive && matches!(run.fate, Fate::NoAnswer) {
+                outcome.push_str(" (the kernel would keep retransmitting for about 15 minutes)");
+            }
+            table.row([
+                run.role.name().to_string(),
+                run.role.sent().to_string(),
+                processed(run.processed),
+                outcome,
+            ]);
+        }
+        write!(f, "{table}")?;
         writeln!(
             f,
             "connpool reads TCP_INFO while it waits: no byte acknowledged and the retransmissions\n\
@@ -681,33 +600,189 @@ impl fmt::Display for Story {
     }
 }
 
-/// `rows` under `header`, columns left-aligned and two spaces apart, a
-/// rule under the header. Ends with a newline.
-fn aligned<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
-    let mut widths = header.map(str::len);
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
+/// The section as JSON: `status` (`skipped`, `broken` or `ran`), the
+/// reason or error, and when it ran each client's second request.
+impl Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut view = View {
+            status: "ran",
+            reason: None,
+            error: None,
+            forgotten_after_ms: None,
+            promise_ms: PROMISE.as_millis() as u64,
+            clients: Vec::new(),
+        };
+        match self {
+            Outcome::Skipped { reason } => {
+                view.status = "skipped";
+                view.reason = Some(reason);
+            }
+            Outcome::Broken { error } => {
+                view.status = "broken";
+                view.error = Some(error);
+            }
+            Outcome::Ran(story) => {
+                view.forgotten_after_ms = Some(story.forgotten_after.as_millis() as u64);
+                view.clients = story.clients.iter().map(ClientRun::view).collect();
+            }
+        }
+        view.serialize(serializer)
+    }
+}
+
+/// [`Outcome`] as JSON.
+#[derive(Serialize)]
+struct View<'a> {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    forgotten_after_ms: Option<u64>,
+    /// [`PROMISE`], in milliseconds.
+    promise_ms: u64,
+    clients: Vec<ClientView<'a>>,
+}
+
+/// A [`ClientRun`] as JSON.
+#[derive(Serialize)]
+struct ClientView<'a> {
+    client: &'static str,
+    sent: &'static str,
+    /// Times the server processed the second request.
+    processed: u64,
+    /// `answered`, `failed` or `no_answer`.
+    outcome: &'static str,
+    after_ms: Option<u64>,
+    status: Option<u16>,
+    fresh: Option<bool>,
+    retried_after: Vec<&'static str>,
+    error_kind: Option<&'static str>,
+    /// `yes`, `no` or `unknown`.
+    acknowledged: Option<&'static str>,
+    message: Option<&'a str>,
+}
+
+impl ClientRun {
+    fn view(&self) -> ClientView<'_> {
+        let mut view = ClientView {
+            client: self.role.name(),
+            sent: self.role.sent(),
+            processed: self.processed,
+            outcome: "no_answer",
+            after_ms: None,
+            status: None,
+            fresh: None,
+            retried_after: Vec::new(),
+            error_kind: None,
+            acknowledged: None,
+            message: None,
+        };
+        match &self.fate {
+            Fate::Answered {
+                after,
+                status,
+                fresh,
+                retried_after,
+            } => {
+                view.outcome = "answered";
+                view.after_ms = Some(after.as_millis() as u64);
+                view.status = Some(*status);
+                view.fresh = Some(*fresh);
+                view.retried_after = retried_after.iter().map(|k| k.as_str()).collect();
+            }
+            Fate::Failed {
+                after,
+                kind,
+                acknowledged,
+                message,
+            } => {
+                view.outcome = "failed";
+                view.after_ms = Some(after.as_millis() as u64);
+                view.error_kind = Some(kind.as_str());
+                view.acknowledged = acknowledged.map(|ack| match ack {
+                    Acknowledged::Yes => "yes",
+                    Acknowledged::No => "no",
+                    Acknowledged::Unknown => "unknown",
+                });
+                view.message = Some(message);
+            }
+            Fate::NoAnswer => {}
+        }
+        view
+    }
+}
+
+impl Section for Outcome {
+    fn problems(&self) -> Vec<String> {
+        match self {
+            Outcome::Skipped { .. } => Vec::new(),
+            Outcome::Broken { error } => vec![format!("could not run: {error}")],
+            Outcome::Ran(story) => story.problems(),
         }
     }
-    let line = |cells: [&str; N]| -> String {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        padded.join("  ").trim_end().to_string() + "\n"
-    };
-    let mut out = line(header);
-    // The last column can be long (an error's text): the rule stops at
-    // its header.
-    let rule_len = widths[..N - 1].iter().map(|w| w + 2).sum::<usize>() + header[N - 1].len();
-    out.push_str(&"-".repeat(rule_len));
-    out.push('\n');
-    for row in rows {
-        out.push_str(&line(row.each_ref().map(String::as_str)));
+
+    fn skipped(&self) -> bool {
+        matches!(self, Outcome::Skipped { .. })
     }
-    out
+
+    fn naive_summary(&self) -> String {
+        match self {
+            Outcome::Ran(story) => story.clients[0].summary(),
+            Outcome::Skipped { .. } => "skipped (needs root)".to_string(),
+            Outcome::Broken { .. } => "-".to_string(),
+        }
+    }
+
+    fn connpool_summary(&self) -> String {
+        match self {
+            Outcome::Ran(story) => format!(
+                "GET {}; POST {}",
+                story.clients[1].summary(),
+                story.clients[2].summary()
+            ),
+            Outcome::Skipped { .. } => "skipped (needs root)".to_string(),
+            Outcome::Broken { .. } => "-".to_string(),
+        }
+    }
+}
+
+impl ClientRun {
+    /// Its second request's fate, in a few words.
+    fn summary(&self) -> String {
+        match &self.fate {
+            Fate::Answered {
+                after,
+                retried_after,
+                ..
+            } => {
+                let resent = if retried_after.is_empty() {
+                    ""
+                } else {
+                    "resent, "
+                };
+                format!("{resent}ok in {} ms", after.as_millis())
+            }
+            Fate::Failed {
+                after,
+                kind,
+                acknowledged,
+                ..
+            } => {
+                let unacknowledged = if *acknowledged == Some(Acknowledged::No) {
+                    ", unacknowledged"
+                } else {
+                    ""
+                };
+                format!(
+                    "failed in {} ms ({kind}{unacknowledged})",
+                    after.as_millis()
+                )
+            }
+            Fate::NoAnswer => format!("no answer after {} s", PATIENCE.as_secs()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -759,9 +834,9 @@ mod tests {
     fn a_chain_that_cannot_be_built_skips_with_its_reason_and_does_not_fail() {
         let reason = "`ip netns add cp-1-0-c` failed (exit status: 1): Permission denied\n\
                       (network namespaces need root: CAP_SYS_ADMIN and CAP_NET_ADMIN)";
-        let outcome = with_chain(Err(io::Error::other(reason)));
+        let outcome = with_chain(Err(io::Error::other(reason)), true);
         assert!(matches!(outcome, Outcome::Skipped { .. }), "{outcome:?}");
-        assert!(!outcome.failed());
+        assert!(outcome.problems().is_empty());
         let printed = outcome.to_string();
         assert!(
             printed.starts_with(
@@ -781,7 +856,7 @@ mod tests {
         let outcome = Outcome::Broken {
             error: "the middlebox still tracked 1 flow(s)".to_string(),
         };
-        assert!(outcome.failed());
+        assert!(!outcome.problems().is_empty());
         assert!(
             outcome
                 .to_string()
@@ -796,7 +871,7 @@ mod tests {
             failed_post(650, Acknowledged::No),
             0,
         )));
-        assert!(!outcome.failed());
+        assert!(outcome.problems().is_empty());
         let printed = outcome.to_string();
         assert!(
             printed.contains(
@@ -837,40 +912,12 @@ mod tests {
         ] {
             assert_eq!(story.problems().len(), 1, "{story:?}");
             let outcome = Outcome::Ran(Box::new(story));
-            assert!(outcome.failed(), "{outcome:?}");
+            assert!(!outcome.problems().is_empty(), "{outcome:?}");
             assert!(
                 outcome
                     .to_string()
                     .contains("silent drop: connpool FAILED:")
             );
         }
-    }
-
-    #[test]
-    fn parses_just_enough_of_a_response_head() {
-        let head = b"HTTP/1.1 200 OK\r\ncontent-LENGTH:  2 \r\nx-request-id: a\r\n\r\n";
-        assert_eq!(parse_head(head).unwrap(), (200, 2));
-        let no_length = parse_head(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap_err();
-        assert!(no_length.to_string().contains("no Content-Length"));
-        assert!(parse_head(b"garbage\r\n\r\n").is_err());
-    }
-
-    /// The naive client against the testkit's server on 127.0.0.1 (real
-    /// sockets, no root): two requests on one connection.
-    #[tokio::test]
-    async fn the_naive_client_reuses_its_connection() {
-        let server = HttpServer::start_default().unwrap();
-        let mut pool = NaivePool::new(server.addr());
-        for n in 1..=2 {
-            let mut stream = pool.get().await.unwrap();
-            let status = naive_get(&mut stream, server.addr(), &format!("n-{n}"))
-                .await
-                .unwrap();
-            assert_eq!(status, 200);
-            pool.put(stream);
-        }
-        assert_eq!(pool.created(), 1);
-        assert_eq!(server.accepted(), 1);
-        assert_eq!(server.processed("GET", "n-2"), 1);
     }
 }
