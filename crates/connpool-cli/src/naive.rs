@@ -1,8 +1,11 @@
 //! The naive clients: the baseline the demo compares connpool with.
 //!
-//! They are what many hand-written pools amount to, and what the default
-//! settings of Go's `net/http` transport and of reqwest still do in the
-//! ways that matter here:
+//! They are what many hand-written pools amount to. They share some
+//! defaults with Go's `net/http` transport and reqwest (the 90 s idle
+//! timeout, no cap per host), but not everything: both of those notice a
+//! close that arrives while a connection sits idle (a background read),
+//! and retry an idempotent request that failed on a reused connection.
+//! What the naive clients do:
 //!
 //! * **Idle connections are reused unchecked** (a LIFO stack): a connection
 //!   that worked a moment ago is trusted to work now, which is false as

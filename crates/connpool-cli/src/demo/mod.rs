@@ -5,7 +5,7 @@
 //! the random `connection reset`, the leak shows only under load, the
 //! burst only in production). So the demo makes each one happen on
 //! purpose, on 127.0.0.1 only, with the same requests sent through a naive
-//! client ([`crate::naive`]: what Go's and reqwest's defaults amount to)
+//! client ([`crate::naive`]: what many hand-written pools amount to)
 //! and through connpool, side by side on separate servers so that they
 //! cannot disturb each other. One module per section, in the order they
 //! run:
@@ -157,9 +157,9 @@ pub async fn run(args: DemoArgs) -> ExitCode {
         println!(
             "connpool demo: four ways connection pools fail, each shown with a naive client and \
              with\nconnpool side by side, on local servers (127.0.0.1 only). The naive client is \
-             a hand-written\npool that behaves like Go's and reqwest's defaults: idle connections \
-             reused unchecked, a 90 s\nidle timeout, no cap per host, no retry, a dropped \
-             response's connection left open.{then}"
+             a hand-written\npool: idle connections reused unchecked, a 90 s idle timeout and no cap \
+             per host (Go's and\nreqwest's defaults), no retry, a dropped response's \
+             connection left open (Go without Body.Close).{then}"
         );
     }
 
