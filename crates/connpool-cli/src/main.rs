@@ -3,10 +3,11 @@
 //! This file only parses the command line and hands over to one module per
 //! subcommand:
 //!
-//! * [`demo`] — `connpool demo`: the keep-alive race, live on 127.0.0.1. A
-//!   naive pool ([`naive`]) and connpool's TCP pool send the same requests
-//!   to servers that close idle connections; [`report`] prints what
-//!   happened to each.
+//! * [`demo`] — `connpool demo`: four ways connection pools fail (the
+//!   keep-alive race, undrained bodies, a burst with no cap, an idle
+//!   timeout longer than the server's), live on 127.0.0.1, then a silent
+//!   drop through a middlebox. A naive client ([`naive`]) and connpool
+//!   side by side; [`report`] holds the tables that show what happened.
 //! * [`get`] — `connpool get URL`: a curl-like request tool that shows what
 //!   the pool did for each request (which connection, new or reused, its
 //!   trace and the pool's events).
@@ -15,10 +16,13 @@
 //!   opened and reused, errors by kind and CPU time per request. It runs on
 //!   a runtime of its own (`--threads`); the other subcommands share the
 //!   default one.
-//! * [`probe`] — `connpool probe --path-idle URL`: measures how long the
-//!   network path keeps an idle TCP flow, and what it does with one it
-//!   forgot (drops it silently, or answers with an RST), and says how to
-//!   configure the pool.
+//! * [`probe`] — `connpool probe URL`: measures the server's keep-alive
+//!   behaviour (its idle timeout and how it closes, whether its
+//!   `Keep-Alive` header is true, its requests per connection) and says
+//!   what idle timeout to configure in connpool, Go, reqwest and nginx;
+//!   with `--path-idle`, how long the network path keeps an idle TCP flow
+//!   and what it does with one it forgot (drops it silently, or answers
+//!   with an RST).
 //!
 //! [`request_args`] holds what `get` and `bench` share: the parsing of the
 //! URL, `-X`, `-H` and `-d`.
@@ -45,15 +49,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Show the keep-alive race and the silent drop: naive and connpool side by side.
+    /// Show how connection pools fail: a naive client and connpool side by side.
     ///
-    /// Runs both pools against local servers (127.0.0.1 only) that close idle
-    /// connections, and shows which requests fail. Then, if it can create
-    /// network namespaces (as root), sends requests through a middlebox that
-    /// silently drops forgotten flows: a naive client hangs, connpool finds
-    /// the dead path. Takes about 11 seconds (6 without the middlebox).
-    /// Exit status 1 if connpool had any failed request or missed the dead
-    /// path.
+    /// Four failures, each on local servers (127.0.0.1 only), through a
+    /// naive client (a hand-written pool that reuses idle connections unchecked) and
+    /// connpool: the keep-alive race, responses dropped with their body
+    /// unread, a burst with no cap per host (the clients in a child process
+    /// with a lowered file limit), and a client idle timeout longer than
+    /// the server's. Then, if it can create network namespaces (as root), a
+    /// middlebox that silently drops forgotten flows: a naive client hangs,
+    /// connpool finds the dead path. Prints a table per failure and a
+    /// summary (--json: one JSON document instead). Takes about 20 seconds
+    /// (15 without the middlebox). Exit status 1 if connpool broke its
+    /// promise in any section.
     Demo(demo::DemoArgs),
 
     /// Send HTTP requests like curl, and show what the pool did.
@@ -75,18 +83,30 @@ enum Command {
     /// stderr when it is a terminal. Exit status 1 if any request failed.
     Bench(Box<bench::BenchArgs>),
 
-    /// Measure what the path to a server does to idle connections.
+    /// Measure what a server (or the path to it) does to idle connections.
     ///
-    /// With --path-idle (the only mode so far): how long load balancers,
-    /// NATs and firewalls on the way keep an idle TCP flow, and whether they
-    /// then drop its packets silently or answer with an RST; or that the
-    /// server closes idle connections first. Concurrent probes, each one
-    /// connection idle for a different time, narrow the limit down to 5 %
-    /// (at least 50 ms) in about twice the limit found, at most about three
-    /// times --max-wait (default 60 s). Prints the result and a
-    /// recommendation (--json: one JSON object); a progress line on stderr
-    /// when it is a terminal. Exit status 1 if nothing could be measured
-    /// (the server unreachable, no keep-alive).
+    /// By default, the server's keep-alive behaviour: its idle timeout
+    /// (within 5 %, at least 50 ms) and whether it then closes with a FIN,
+    /// an RST or an unsolicited response; whether its Keep-Alive header is
+    /// true; how many requests it serves per connection, and whether it
+    /// says `Connection: close` on the last. Concurrent probes, each one
+    /// connection idle for a different time, find a FIN-closing server's
+    /// timeout (dated by the kernel) in about 1.1 times it, twice for an
+    /// RST; meanwhile one connection counts requests (--max-requests,
+    /// default 10000). Both are bounded by --max-wait (default 90 s).
+    /// Prints the findings and the idle timeout to set in connpool, Go's
+    /// http.Transport, reqwest and an nginx upstream block.
+    ///
+    /// With --path-idle: how long load balancers, NATs and firewalls on the
+    /// way keep an idle TCP flow, and whether they then drop its packets
+    /// silently or answer with an RST; or that the server closes idle
+    /// connections first. It narrows the limit down to 5 % (at least 50 ms)
+    /// in about twice the limit found, at most about three times --max-wait
+    /// (default 60 s).
+    ///
+    /// --json: one JSON object; otherwise a progress line on stderr when it
+    /// is a terminal. Exit status 1 if nothing could be measured (the
+    /// server unreachable, no keep-alive).
     Probe(Box<probe::ProbeArgs>),
 }
 

@@ -1,5 +1,18 @@
-//! Runs the built `connpool probe --path-idle` against real paths and
+//! Runs the built `connpool probe` against real servers and paths and
 //! checks what it measured.
+//!
+//! # `connpool probe URL`: the server
+//!
+//! Testkit servers with known settings (idle timeouts of 200 ms, 1 s and
+//! 5 s closed with a FIN, one with an RST, one with a `408` first; a
+//! polite and a rude request limit; a true and a lying `Keep-Alive`
+//! header) and an nginx with a known `keepalive_timeout` and
+//! `keepalive_requests`, all on 127.0.0.1. The timeouts must come out
+//! within the tolerance the probe promises, `max(5 %, 50 ms)`, and the
+//! request limits exactly. Wall times are asserted loosely (three times
+//! the timeout plus a few seconds), since the tests run in parallel.
+//!
+//! # `connpool probe --path-idle URL`: the path
 //!
 //! The paths with a middlebox are connpool-testkit's `NetChain`: client,
 //! middlebox (conntrack forgetting flows idle for its established timeout,
@@ -25,6 +38,7 @@ use common::{assert_exit, server, texts, unused_port};
 use connpool_testkit::CloseMode;
 use connpool_testkit::http::{HttpServer, HttpServerBuilder};
 use connpool_testkit::netns::{Forgotten, NetChain};
+use connpool_testkit::nginx::Nginx;
 use serde_json::Value;
 
 /// Allowed below the middlebox's timeout: clock granularity.
@@ -282,15 +296,388 @@ fn an_unreachable_server_fails_quickly_and_clearly() {
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }
 
-#[test]
-fn without_path_idle_it_says_what_exists() {
-    let server = server();
-    let (output, _) = probe(&[&server.url("/")]);
-    assert_exit(&output, 2);
+// ---- `connpool probe URL`: the server's keep-alive behaviour ----
+
+/// A testkit server with `builder`'s settings.
+fn start(builder: HttpServerBuilder) -> HttpServer {
+    builder.start().expect("the test server starts")
+}
+
+/// `connpool probe --json <args> URL` against a server, asserting exit 0;
+/// the report and how long the run took.
+fn probe_server(url: &str, args: &[&str]) -> (Value, Duration) {
+    let mut all: Vec<&str> = vec!["--json"];
+    all.extend_from_slice(args);
+    all.push(url);
+    let (output, took) = probe(&all);
+    assert_exit(&output, 0);
     let (_, stderr) = texts(&output);
+    assert!(stderr.is_empty(), "unexpected stderr:\n{stderr}");
+    let r = report(&output);
+    assert_eq!(r["mode"], "server", "{r:#}");
+    (r, took)
+}
+
+/// Asserts the measured idle timeout is `expected_ms` within the promised
+/// tolerance, `max(5 %, 50 ms)`, and the search converged.
+fn assert_timeout(r: &Value, expected_ms: u64) {
+    let idle = &r["idle"];
+    let measured = idle["timeout_ms"].as_u64().expect("a timeout");
+    let tolerance = (expected_ms / 20).max(50);
     assert!(
-        stderr.contains("only --path-idle is implemented yet"),
+        measured.abs_diff(expected_ms) <= tolerance,
+        "measured {measured} ms, expected {expected_ms} ± {tolerance} ms: {r:#}"
+    );
+    assert_eq!(idle["behaviour"], "closed", "{r:#}");
+    assert_eq!(idle["converged"], true, "{r:#}");
+}
+
+/// Asserts the run took less than three times `timeout` plus `slack`.
+fn assert_quick(took: Duration, timeout: Duration, slack: Duration, r: &Value) {
+    assert!(
+        took < timeout * 3 + slack,
+        "took {took:?} for a {timeout:?} timeout: {r:#}"
+    );
+}
+
+/// A FIN-closing server with an idle timeout of `after`: the probe finds
+/// the FIN at checkout, the kernel dates it, the search stops there.
+fn fin_timeout_is_dated(after: Duration, max_wait: &str) {
+    let server = start(HttpServer::builder().idle_close(after, CloseMode::Fin));
+    let (r, took) = probe_server(
+        &server.url("/"),
+        &["--max-wait", max_wait, "--max-requests", "200"],
+    );
+    let after_ms = after.as_millis() as u64;
+    assert_timeout(&r, after_ms);
+    let idle = &r["idle"];
+    assert_eq!(idle["close_mode"], "fin", "{r:#}");
+    assert_eq!(idle["dated"], true, "{r:#}");
+    // Dated within a few ms, not just within the tolerance.
+    let measured = idle["timeout_ms"].as_u64().expect("a timeout");
+    assert!(measured.abs_diff(after_ms) <= 25, "{r:#}");
+    // Stopped at the first probe past the timeout: one round, no narrowing.
+    assert_eq!(r["rounds"], 1, "{r:#}");
+    let summary = r["summary"][0].as_str().expect("summary");
+    assert!(summary.contains("with a FIN"), "{summary}");
+    // No limit below the bound: 200 requests served on one connection.
+    let limit = &r["request_limit"];
+    assert_eq!(limit["ended"], "not_reached", "{r:#}");
+    assert_eq!(limit["at_least"], 200, "{r:#}");
+    assert_eq!(limit["bounded_by"], "max_requests", "{r:#}");
+    assert_eq!(r["keep_alive"]["advertised"], false, "{r:#}");
+    // Just past a round value: done soon after the timeout.
+    assert_quick(took, after, Duration::from_secs(3), &r);
+    let wall = r["wall_time_s"].as_f64().expect("wall time");
+    assert!(wall >= after.as_secs_f64(), "{r:#}");
+}
+
+#[test]
+fn a_200ms_idle_timeout_closed_with_a_fin_is_dated() {
+    fin_timeout_is_dated(Duration::from_millis(200), "2s");
+}
+
+#[test]
+fn a_1s_idle_timeout_closed_with_a_fin_is_dated() {
+    fin_timeout_is_dated(Duration::from_secs(1), "3s");
+}
+
+#[test]
+fn a_5s_idle_timeout_closed_with_a_fin_is_dated() {
+    fin_timeout_is_dated(Duration::from_secs(5), "10s");
+}
+
+#[test]
+fn an_idle_timeout_closed_with_an_rst_is_bracketed() {
+    let after = Duration::from_secs(1);
+    let server = start(HttpServer::builder().idle_close(after, CloseMode::Rst));
+    let (r, took) = probe_server(
+        &server.url("/"),
+        &["--max-wait", "3s", "--max-requests", "200"],
+    );
+    assert_timeout(&r, 1000);
+    let idle = &r["idle"];
+    assert_eq!(idle["close_mode"], "rst", "{r:#}");
+    assert_eq!(idle["dated"], false, "{r:#}");
+    let (Some(kept), Some(lost)) = (
+        idle["bracket_ms"]["kept"].as_u64(),
+        idle["bracket_ms"]["lost"].as_u64(),
+    ) else {
+        panic!("no bracket: {r:#}");
+    };
+    assert!(kept < lost && lost - kept <= (kept / 20).max(50), "{r:#}");
+    assert!(
+        r["summary"][0]
+            .as_str()
+            .is_some_and(|s| s.contains("with an RST")),
+        "{r:#}"
+    );
+    // Not dated: about the round value under T plus T.
+    assert_quick(took, after, Duration::from_secs(3), &r);
+}
+
+#[test]
+fn an_unsolicited_408_before_the_close_is_named() {
+    let after = Duration::from_millis(500);
+    let server = start(
+        HttpServer::builder()
+            .idle_close(after, CloseMode::Fin)
+            .idle_408(true),
+    );
+    let (r, took) = probe_server(
+        &server.url("/"),
+        &["--max-wait", "2s", "--max-requests", "100"],
+    );
+    assert_timeout(&r, 500);
+    assert_eq!(r["idle"]["close_mode"], "unsolicited_response", "{r:#}");
+    assert_quick(took, after, Duration::from_secs(3), &r);
+}
+
+#[test]
+fn a_polite_request_limit_is_counted_exactly() {
+    let server = start(
+        HttpServer::builder()
+            .idle_close(Duration::from_secs(1), CloseMode::Fin)
+            .max_requests(7),
+    );
+    let (r, _) = probe_server(&server.url("/"), &["--max-wait", "3s"]);
+    let limit = &r["request_limit"];
+    assert_eq!(limit["requests"], 7, "{r:#}");
+    assert_eq!(limit["said_connection_close"], true, "{r:#}");
+    assert_eq!(limit["ended"], "connection_close", "{r:#}");
+    assert_eq!(r["recommendation"]["max_requests_per_conn"], Value::Null);
+    assert!(
+        r["recommendation"]["nginx"]
+            .as_str()
+            .is_some_and(|s| s.contains("keepalive_requests 7;")),
+        "{r:#}"
+    );
+    assert_timeout(&r, 1000);
+
+    // The same in words.
+    let (output, _) = probe(&["--max-wait", "3s", &server.url("/")]);
+    assert_exit(&output, 0);
+    let (stdout, stderr) = texts(&output);
+    println!("{stdout}");
+    assert!(
+        stdout.contains(
+            "request limit: 7 requests per connection; the 7th response says \
+             `Connection: close`"
+        ) && stdout
+            .contains("idle timeout: 1.00 s: the server closes an idle connection with a FIN")
+            && stdout.contains("recommendation: an idle timeout of 500 ms")
+            && stdout
+                .contains("Go:       &http.Transport{IdleConnTimeout: 500 * time.Millisecond}"),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn a_rude_request_limit_is_counted_exactly() {
+    let server = start(
+        HttpServer::builder()
+            .idle_close(Duration::from_secs(1), CloseMode::Fin)
+            .close_after(5, CloseMode::Fin),
+    );
+    let (r, _) = probe_server(&server.url("/"), &["--max-wait", "3s"]);
+    let limit = &r["request_limit"];
+    assert_eq!(limit["requests"], 5, "{r:#}");
+    assert_eq!(limit["said_connection_close"], false, "{r:#}");
+    assert_eq!(limit["ended"], "closed_without_notice", "{r:#}");
+    let rec = &r["recommendation"];
+    assert_eq!(rec["max_requests_per_conn"], 5, "{r:#}");
+    assert!(
+        rec["connpool"]
+            .as_str()
+            .is_some_and(|s| s.contains(".max_requests_per_conn(Some(5))")),
+        "{r:#}"
+    );
+    assert_timeout(&r, 1000);
+}
+
+#[test]
+fn a_rude_request_limit_closed_with_an_rst_is_counted_exactly() {
+    let server = start(
+        HttpServer::builder()
+            .idle_close(Duration::from_secs(1), CloseMode::Fin)
+            .close_after(3, CloseMode::Rst),
+    );
+    let (r, _) = probe_server(&server.url("/"), &["--max-wait", "3s"]);
+    let limit = &r["request_limit"];
+    assert_eq!(limit["requests"], 3, "{r:#}");
+    assert_eq!(limit["said_connection_close"], false, "{r:#}");
+}
+
+#[test]
+fn a_true_keep_alive_header_is_confirmed() {
+    let server = start(
+        HttpServer::builder()
+            .idle_close(Duration::from_secs(1), CloseMode::Fin)
+            .keep_alive_header(1, Some(20))
+            .max_requests(20),
+    );
+    let (r, took) = probe_server(&server.url("/"), &["--max-wait", "3s"]);
+    let ka = &r["keep_alive"];
+    assert_eq!(ka["advertised"], true, "{r:#}");
+    assert_eq!(ka["timeout_s"], 1, "{r:#}");
+    assert_eq!(ka["timeout_true"], true, "{r:#}");
+    assert!(
+        ka["timeout_difference_ms"]
+            .as_i64()
+            .is_some_and(|d| d.abs() <= 50),
+        "{r:#}"
+    );
+    assert_eq!(ka["max"], 20, "{r:#}");
+    assert_eq!(ka["max_counts_down"], false, "{r:#}");
+    assert_eq!(ka["promised_requests"], 20, "{r:#}");
+    assert_eq!(ka["max_true"], true, "{r:#}");
+    assert_eq!(r["request_limit"]["requests"], 20, "{r:#}");
+    assert_timeout(&r, 1000);
+    assert_quick(took, Duration::from_secs(1), Duration::from_secs(3), &r);
+}
+
+#[test]
+fn a_lying_keep_alive_header_is_caught() {
+    // Advertises 5 s, closes after 1 s.
+    let server = start(
+        HttpServer::builder()
+            .idle_close(Duration::from_secs(1), CloseMode::Fin)
+            .keep_alive_header(5, None),
+    );
+    let (r, _) = probe_server(
+        &server.url("/"),
+        &["--max-wait", "8s", "--max-requests", "100"],
+    );
+    let ka = &r["keep_alive"];
+    assert_eq!(ka["timeout_s"], 5, "{r:#}");
+    assert_eq!(ka["timeout_true"], false, "{r:#}");
+    assert!(
+        ka["timeout_difference_ms"]
+            .as_i64()
+            .is_some_and(|d| (-4050..=-3950).contains(&d)),
+        "{r:#}"
+    );
+    assert!(
+        r["summary"][1]
+            .as_str()
+            .is_some_and(|s| s.contains("timeout=5 is FALSE")),
+        "{r:#}"
+    );
+    assert_timeout(&r, 1000);
+}
+
+#[test]
+fn a_server_that_keeps_idle_connections_is_kept_for_the_whole_bound() {
+    let server = server();
+    let (r, took) = probe_server(
+        &server.url("/"),
+        &["--max-wait", "1s", "--max-requests", "50"],
+    );
+    let idle = &r["idle"];
+    assert_eq!(idle["behaviour"], "kept", "{r:#}");
+    assert_eq!(idle["timeout_ms"], Value::Null, "{r:#}");
+    assert!(
+        idle["at_least_ms"].as_u64().is_some_and(|k| k >= 1000),
+        "{r:#}"
+    );
+    assert_eq!(r["request_limit"]["at_least"], 50, "{r:#}");
+    assert!(took < Duration::from_secs(4), "took {took:?}: {r:#}");
+}
+
+#[test]
+fn nginx_keepalive_timeout_and_requests_are_reported() {
+    let nginx = Nginx::builder()
+        .keepalive_timeout(Duration::from_secs(2))
+        .keepalive_requests(50)
+        .start()
+        .expect("nginx starts (apt-get install nginx)");
+    let url = nginx.url("/");
+    // JSON and words, at once.
+    let words = {
+        let url = url.clone();
+        std::thread::spawn(move || probe(&["--max-wait", "5s", &url]))
+    };
+    let (r, took) = probe_server(&url, &["--max-wait", "5s"]);
+    assert_timeout(&r, 2000);
+    let idle = &r["idle"];
+    assert_eq!(idle["close_mode"], "fin", "{r:#}");
+    assert_eq!(idle["dated"], true, "{r:#}");
+    let limit = &r["request_limit"];
+    assert_eq!(limit["requests"], 50, "{r:#}");
+    assert_eq!(limit["said_connection_close"], true, "{r:#}");
+    assert_eq!(r["keep_alive"]["advertised"], false, "{r:#}");
+    // T − 1 s, at least T/2, rounded down: 1 s, or 990 ms when the FIN
+    // is dated a few ms early.
+    let rec = &r["recommendation"];
+    assert!(
+        rec["idle_timeout_ms"]
+            .as_u64()
+            .is_some_and(|ms| (950..=1000).contains(&ms)),
+        "{r:#}"
+    );
+    assert!(
+        rec["nginx"].as_str().is_some_and(
+            |s| s.contains("keepalive_timeout ") && s.contains("keepalive_requests 50;")
+        ),
+        "{r:#}"
+    );
+    assert_quick(took, Duration::from_secs(2), Duration::from_secs(3), &r);
+
+    let (output, _) = words.join().expect("the words run");
+    assert_exit(&output, 0);
+    let (stdout, _) = texts(&output);
+    println!("{stdout}");
+    assert!(
+        stdout.starts_with("idle timeout: 2.00 s: the server closes an idle connection with a FIN")
+            && stdout.contains("request limit: 50 requests per connection; the 50th response says")
+            && stdout.contains("keepalive_requests 50;"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_server_without_keep_alive_cannot_be_measured() {
+    // Polite: `Connection: close` on every response.
+    let polite = start(HttpServer::builder().max_requests(1));
+    let (output, took) = probe(&["--max-wait", "2s", &polite.url("/")]);
+    assert_exit(&output, 1);
+    let (stdout, stderr) = texts(&output);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("does not keep connections open"),
         "{stderr}"
     );
-    assert_eq!(server.requests(), 0);
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+
+    // Rude: closes after every response without saying so.
+    let rude = start(HttpServer::builder().close_after(1, CloseMode::Fin));
+    let (output, took) = probe(&["--max-wait", "2s", &rude.url("/")]);
+    assert_exit(&output, 1);
+    let (_, stderr) = texts(&output);
+    assert!(
+        stderr.contains("closes every connection right after its first response"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+}
+
+#[test]
+fn an_unreachable_server_fails_quickly_in_the_server_mode_too() {
+    let url = format!("http://127.0.0.1:{}/", unused_port());
+    let (output, took) = probe(&[&url]);
+    assert_exit(&output, 1);
+    let (stdout, stderr) = texts(&output);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("connpool probe: cannot measure: the request to")
+            && stderr.contains("connect_refused"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+#[test]
+fn max_requests_belongs_to_the_server_mode() {
+    let (output, _) = probe(&["--path-idle", "--max-requests", "5", "http://127.0.0.1:1/"]);
+    assert_exit(&output, 2);
 }

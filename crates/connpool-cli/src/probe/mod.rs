@@ -1,20 +1,31 @@
 //! `connpool probe URL`: measures what a client's pool has to live with on
 //! the way to a server, and says how to configure it.
 //!
-//! One mode exists so far:
+//! Two modes:
 //!
+//! * [`server`] — the default: the server's keep-alive behaviour. How long
+//!   it keeps an idle connection (within 5 % or 50 ms), whether it then
+//!   closes it with a FIN, an RST or an unsolicited response, whether its
+//!   `Keep-Alive` header tells the truth, how many requests it serves on
+//!   one connection and whether it says `Connection: close` on the last;
+//!   and the idle timeout to configure in connpool, Go, reqwest and an
+//!   nginx upstream block.
 //! * [`path_idle`] — `--path-idle`: how long the network path (load
 //!   balancers, NAT gateways, stateful firewalls) keeps a TCP flow that
 //!   stays idle, and what it does with the packets of a flow it forgot
-//!   (drops them silently, or answers with an RST). Bounded by
-//!   `--max-wait`.
+//!   (drops them silently, or answers with an RST).
 //!
-//! The probe of the server's own keep-alive behaviour (its idle timeout,
-//! its request limit) comes later as a second mode; until then `probe`
-//! without `--path-idle` is a usage error (exit status 2) that says so.
+//! Both measure an idle limit the same way, with the concurrent search of
+//! [`search`]: one-connection probes at many idle times at once, then
+//! narrowing. They differ in their clients (the path probe turns TCP
+//! keepalive off, since keepalive packets would refresh the middlebox's
+//! timer; the server probe keeps it on, so that what it measures is the
+//! server), in the idle times they start from, and in their words.
 //! [`ProbeArgs`] holds the options of every mode, [`run`] picks one.
 
 mod path_idle;
+mod search;
+mod server;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,6 +35,12 @@ use http::Uri;
 
 use crate::request_args::{parse_duration, parse_url};
 
+/// `--max-wait` unless given, in the server mode: covers nginx's default
+/// `keepalive_timeout` (75 s) and the load balancers' usual 60 s.
+const SERVER_MAX_WAIT: Duration = Duration::from_secs(90);
+/// `--max-wait` unless given, with `--path-idle`.
+const PATH_MAX_WAIT: Duration = Duration::from_secs(60);
+
 /// Options of `connpool probe`.
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
@@ -32,37 +49,74 @@ pub struct ProbeArgs {
     #[arg(value_parser = parse_url)]
     url: Uri,
 
-    /// Measure how long the network path keeps an idle TCP flow, and what
-    /// it does with a flow it forgot (the only mode so far).
+    /// Measure the network path instead of the server: how long it keeps
+    /// an idle TCP flow, and what it does with a flow it forgot.
     #[arg(long)]
     path_idle: bool,
 
     /// The longest idle time to try (`10s`, `500ms`, `2m`; a bare number
-    /// is seconds). The run takes up to about three times this, plus a
-    /// few seconds. The default minute covers most load balancers (AWS
-    /// ALB: 60 s); NAT gateways and AWS NLB (350 s) need more.
-    #[arg(long, value_name = "D", value_parser = parse_duration,
-          default_value = "60s")]
-    max_wait: Duration,
+    /// is seconds). Default 90 s, which covers nginx's default 75 s; with
+    /// --path-idle 60 s, which covers most load balancers (AWS ALB: 60 s;
+    /// NAT gateways and AWS NLB, 350 s, need more). A server that closes
+    /// idle connections is usually measured in about 1.1 times its timeout
+    /// (twice with an RST); the run takes up to about three times this,
+    /// plus a few seconds.
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    max_wait: Option<Duration>,
+
+    /// The most requests sent on one connection to find how many the
+    /// server serves before it closes the connection (not with
+    /// --path-idle). --max-wait bounds them too.
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..),
+          conflicts_with = "path_idle")]
+    max_requests: u64,
 
     /// Print the result as one JSON object (and no progress line).
     #[arg(long)]
     json: bool,
 }
 
+impl ProbeArgs {
+    /// `--max-wait`, or the mode's default.
+    fn max_wait(&self) -> Duration {
+        self.max_wait.unwrap_or(if self.path_idle {
+            PATH_MAX_WAIT
+        } else {
+            SERVER_MAX_WAIT
+        })
+    }
+}
+
 /// Runs `connpool probe` and returns its exit status: 0 when a
 /// measurement was made, 1 when it could not be (the server unreachable,
-/// no keep-alive), 2 for a mode that does not exist yet.
+/// no keep-alive).
 pub async fn run(args: ProbeArgs) -> ExitCode {
     if args.path_idle {
-        return path_idle::run(&args).await;
+        path_idle::run(&args).await
+    } else {
+        server::run(&args).await
     }
-    eprintln!(
-        "connpool probe: only --path-idle is implemented yet (the probe of the \
-         server's own idle timeout comes later); try `connpool probe --path-idle {}`",
-        args.url
-    );
-    ExitCode::from(2)
+}
+
+/// Whole milliseconds, for the JSON reports.
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A setting as people write it: `4 s`, `1.5 s`, `750 ms`, `none`.
+fn format_setting(value: Option<Duration>) -> String {
+    let Some(d) = value else {
+        return "none".to_string();
+    };
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{} s", d.as_secs_f64())
+    }
 }
 
 /// `850 ms`, `1.95 s`, `12.3 s`, `350 s`: as many digits as the

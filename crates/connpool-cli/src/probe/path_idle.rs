@@ -62,11 +62,12 @@
 //!
 //! # The search
 //!
-//! Probes run concurrently, each on its own connection (its own flow), so
+//! The search is the one both modes share ([`search`]):
+//! probes run concurrently, each on its own connection (its own flow), so
 //! probes take as long as the longest of them plus one answer, not their
 //! sum. A probe's outcome at idle time `d` settles every longer idle time
 //! when the flow was lost, every shorter one when it was kept, and the
-//! probes still waiting for those are cancelled.
+//! probes still waiting for those are cancelled. Here:
 //!
 //! 1. One request first, to fail fast and clearly when the server cannot
 //!    be reached or does not keep connections open.
@@ -74,15 +75,17 @@
 //!    `--max-wait` (which is probed too). When the one at `d` is kept, T is
 //!    past `d` and may lie before the next one, `2d`: probes start at once
 //!    at idle times evenly between `d` and `2d`, spaced under the
-//!    tolerance (at most [`MAX_PROBES_PER_ROUND`]). They run while the
-//!    probe at `2d` still waits; if that one is kept too, they are
-//!    cancelled and the next interval is filled. With T between `d` and
-//!    `2d`, the fill of that interval brackets it within the tolerance
-//!    about one answer after `d + T`: round 1 is usually the only one.
+//!    tolerance (at most
+//!    [`MAX_PROBES_PER_ROUND`](super::search::MAX_PROBES_PER_ROUND)). They
+//!    run while the probe at `2d` still waits; if that one is kept too,
+//!    they are cancelled and the next interval is filled. With T between
+//!    `d` and `2d`, the fill of that interval brackets it within the
+//!    tolerance about one answer after `d + T`: round 1 is usually the
+//!    only one.
 //! 3. Should the bracket (longest idle kept, shortest idle lost] still be
 //!    wider than the tolerance (probes failed, T under 250 ms), narrowing
-//!    rounds put probes evenly inside it, up to [`MAX_ROUNDS`] rounds in
-//!    all, and a round starts only while the run stays within three times
+//!    rounds put probes evenly inside it, up to three rounds in all, and a
+//!    round starts only while the run stays within three times
 //!    `--max-wait`.
 //!
 //! So the run takes about `d + T ≤ 2T` plus one answer (for a silent
@@ -96,44 +99,35 @@
 //! # Tolerance
 //!
 //! The search stops when the bracket is at most `max(5 % of its lower end,
-//! 50 ms)` wide. Below 50 ms the clocks involved (the middlebox's timer,
-//! the scheduling of the probe's timers, a delayed ACK that refreshes the
-//! flow up to 40 ms after the response) make the figures noise. The idle
-//! times reported are measured (from the end of the first response to the
-//! second request's send), not the planned ones. The flow was last
-//! refreshed by the client's ACK of the first response, which the kernel
-//! may delay up to ~40 ms: a measured T can come out that much above the
-//! middlebox's setting, never below it.
+//! 50 ms)` wide ([`tolerance`](super::search::tolerance)). Below 50 ms the
+//! clocks involved (the middlebox's timer, the scheduling of the probe's
+//! timers, a delayed ACK that refreshes the flow up to 40 ms after the
+//! response) make the figures noise. The idle times reported are measured
+//! (from the end of the first response to the second request's send), not
+//! the planned ones. The flow was last refreshed by the client's ACK of the
+//! first response, which the kernel may delay up to ~40 ms: a measured T
+//! can come out that much above the middlebox's setting, never below it.
 
 use std::fmt::Write as _;
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use connpool::http::{Client, ClientConfig, KeepAliveHint, ReplayPolicy};
 use connpool::tcp::UserTimeout;
-use connpool::{Error, ErrorKind, EvictReason};
+use connpool::{ErrorKind, EvictReason};
 use http::{HeaderValue, Uri};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-use tokio::task::{AbortHandle, JoinSet};
 
-use super::{ProbeArgs, format_duration};
+use super::search::{
+    self, Bracket, Outcome as _, Plan, Progress, idle_then_request, kernel_timed_out, preflight,
+};
+use super::{ProbeArgs, format_duration, format_setting, ms};
 
 /// Bounds each request of a probe: connecting, writing, waiting for the
 /// head (also the `TCP_USER_TIMEOUT`), reading the body.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The shortest idle time of round 1.
 const FIRST_IDLE: Duration = Duration::from_millis(250);
-/// The narrowest bracket worth measuring.
-const MIN_TOLERANCE: Duration = Duration::from_millis(50);
-/// The bracket's target width, as a fraction of its lower end.
-const TOLERANCE_FRACTION: f64 = 0.05;
-/// Probes of one narrowing round, at most: enough to narrow a factor-of-two
-/// bracket to 5 % in one round (20 needed).
-const MAX_PROBES_PER_ROUND: u32 = 24;
-/// Rounds in all, round 1 included.
-const MAX_ROUNDS: u32 = 3;
 /// How much of the last idle time kept the recommendation suggests.
 const SAFETY_FACTOR: f64 = 0.8;
 
@@ -154,7 +148,11 @@ enum Outcome {
     Failed,
 }
 
-impl Outcome {
+impl search::Outcome for Outcome {
+    fn kept(self) -> bool {
+        self == Outcome::Kept
+    }
+
     /// Whether the connection did not survive the idle time.
     fn lost(self) -> bool {
         !matches!(self, Outcome::Kept | Outcome::Failed)
@@ -173,22 +171,7 @@ impl Outcome {
 }
 
 /// One probe, done.
-#[derive(Clone, Debug)]
-struct Probe {
-    round: u32,
-    /// The idle time it was meant to wait.
-    planned: Duration,
-    /// The idle time it waited: from the end of the first response to the
-    /// second request's send. Zero when the first request failed.
-    idle: Duration,
-    outcome: Outcome,
-    /// From the second request's send to its outcome.
-    answered_in: Duration,
-    /// For `ServerClosed`: the server's idle timeout as the pool learned it.
-    server_closed_after: Option<Duration>,
-    /// What failed, for `Failed` and the error outcomes.
-    error: Option<String>,
-}
+type Probe = search::Probe<Outcome>;
 
 /// A client for one probe; see the module docs for each setting.
 fn probe_client() -> Client {
@@ -228,87 +211,25 @@ fn closed_by_server(client: &Client) -> u64 {
     .sum()
 }
 
-/// A GET read to its end (so its connection goes back to the pool).
-/// Returns the response's `Keep-Alive` hint.
-async fn exchange(client: &Client, url: &Uri) -> Result<KeepAliveHint, Error> {
-    let resp = client.get(url.clone()).send().await?;
-    let hint = KeepAliveHint::from_headers(resp.headers());
-    resp.bytes().await?;
-    Ok(hint)
-}
-
-/// Whether `err` is the kernel giving up on unacknowledged data
-/// (`ETIMEDOUT`, after the `TCP_USER_TIMEOUT`).
-fn kernel_timed_out(err: &Error) -> bool {
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return io.kind() == std::io::ErrorKind::TimedOut;
-        }
-        source = cause.source();
-    }
-    false
-}
-
-/// The request before the search: can the server be reached, and does it
-/// keep connections open? Returns its `Keep-Alive` hint.
-async fn preflight(url: &Uri) -> Result<KeepAliveHint, String> {
-    let client = probe_client();
-    let hint = exchange(&client, url)
-        .await
-        .map_err(|err| format!("cannot measure: the request to {url} failed: {err}"))?;
-    if client.stats().counters.returned == 0 {
-        return Err(format!(
-            "cannot measure: {url} does not keep connections open (it closed the \
-             connection after the response, or said `Connection: close`), so no \
-             connection ever sits idle"
-        ));
-    }
-    Ok(hint)
-}
-
 /// One probe: a request, `planned` idle, a request on the same connection.
 async fn probe(url: Uri, round: u32, planned: Duration) -> Probe {
-    let mut probe = Probe {
-        round,
-        planned,
-        idle: Duration::ZERO,
-        outcome: Outcome::Failed,
-        answered_in: Duration::ZERO,
-        server_closed_after: None,
-        error: None,
-    };
+    let mut probe = Probe::new(round, planned, Outcome::Failed);
     let client = probe_client();
-    if let Err(err) = exchange(&client, &url).await {
-        probe.error = Some(format!("the first request failed: {err}"));
-        return probe;
-    }
-    if client.stats().counters.returned == 0 {
-        probe.error = Some("the server closed the connection after the response".into());
-        return probe;
-    }
-    let idle_from = Instant::now();
-    tokio::time::sleep_until((idle_from + planned).into()).await;
-    let sent = Instant::now();
-    probe.idle = sent - idle_from;
-
-    let second = client.get(url.clone()).send().await;
-    let reused = match second {
-        Ok(resp) => {
-            let reused = resp.connection_reused();
-            // The head decided; a body that fails later changes nothing.
-            let _ = resp.bytes().await;
-            Ok(reused)
+    let reuse = match idle_then_request(&client, &url, planned).await {
+        Ok(reuse) => reuse,
+        Err(why) => {
+            probe.error = Some(why);
+            return probe;
         }
-        Err(err) => Err(err),
     };
-    probe.answered_in = sent.elapsed();
+    probe.idle = reuse.idle;
+    probe.answered_in = reuse.answered_in;
     probe.outcome = if closed_by_server(&client) > 0 {
         // Found closed at checkout: whatever the new connection did.
         probe.server_closed_after = client.learned_idle_timeout(url);
         Outcome::ServerClosed
     } else {
-        match reused {
+        match reuse.second {
             Ok(true) => Outcome::Kept,
             Ok(false) => {
                 probe.error =
@@ -335,89 +256,6 @@ async fn probe(url: Uri, round: u32, planned: Duration) -> Probe {
     probe
 }
 
-/// What the probes so far say.
-#[derive(Clone, Copy, Debug, Default)]
-struct Bracket {
-    /// The longest idle time kept, below `lost`.
-    kept: Option<Duration>,
-    /// The shortest idle time lost, and how.
-    lost: Option<(Duration, Outcome)>,
-    /// Probes kept at an idle time at or past `lost`: the path's timeout
-    /// is not sharp (a middlebox that sweeps its table now and then).
-    inconsistent: usize,
-}
-
-impl Bracket {
-    fn of(probes: &[Probe]) -> Bracket {
-        let lost = probes
-            .iter()
-            .filter(|p| p.outcome.lost())
-            .min_by_key(|p| p.idle)
-            .map(|p| (p.idle, p.outcome));
-        let kept_below = |p: &&Probe| lost.is_none_or(|(at, _)| p.idle < at);
-        let kept_probes = probes.iter().filter(|p| p.outcome == Outcome::Kept);
-        Bracket {
-            kept: kept_probes.clone().filter(kept_below).map(|p| p.idle).max(),
-            lost,
-            inconsistent: kept_probes.filter(|p| !kept_below(p)).count(),
-        }
-    }
-
-    /// The width the search aims for.
-    fn tolerance(&self) -> Duration {
-        tolerance(self.kept.unwrap_or_default())
-    }
-
-    /// Whether the bracket is as narrow as it needs to be (or cannot be
-    /// narrowed: nothing was lost).
-    fn converged(&self) -> bool {
-        match self.lost {
-            None => true,
-            Some((lost, _)) => lost - self.kept.unwrap_or_default() <= self.tolerance(),
-        }
-    }
-
-    /// The idle times of the next round, evenly inside the bracket; `None`
-    /// when it is narrow enough.
-    fn next_round(&self) -> Option<Vec<Duration>> {
-        if self.converged() {
-            return None;
-        }
-        let (lost, _) = self.lost?;
-        let idles = fill(self.kept.unwrap_or_default(), lost);
-        (!idles.is_empty()).then_some(idles)
-    }
-}
-
-/// The width the search aims for when the longest idle time kept is
-/// `kept`: 5 % of it, at least 50 ms.
-fn tolerance(kept: Duration) -> Duration {
-    kept.mul_f64(TOLERANCE_FRACTION).max(MIN_TOLERANCE)
-}
-
-/// Idle times evenly strictly between `kept` and `lost`, spaced under the
-/// tolerance (at most [`MAX_PROBES_PER_ROUND`] of them), in whole ms.
-fn fill(kept: Duration, lost: Duration) -> Vec<Duration> {
-    if lost <= kept {
-        return Vec::new();
-    }
-    let width = lost - kept;
-    // `width / tolerance` steps would do if every probe waited exactly its
-    // planned time; they wait a millisecond or two more, so one more probe
-    // keeps the steps under the tolerance.
-    let steps = (width.as_secs_f64() / tolerance(kept).as_secs_f64()).ceil() as u32;
-    let k = steps.clamp(1, MAX_PROBES_PER_ROUND);
-    let mut idles: Vec<Duration> = (1..=k)
-        .map(|i| {
-            let at = kept + width * i / (k + 1);
-            Duration::from_millis(at.as_millis() as u64)
-        })
-        .filter(|&at| at > kept && at < lost)
-        .collect();
-    idles.dedup();
-    idles
-}
-
 /// Round 1's idle times: 250 ms doubling, then `max_wait` itself.
 fn doubling(max_wait: Duration) -> Vec<Duration> {
     let mut idles = Vec::new();
@@ -428,143 +266,6 @@ fn doubling(max_wait: Duration) -> Vec<Duration> {
     }
     idles.push(max_wait);
     idles
-}
-
-/// A probe of the current round that is still waiting.
-struct Running {
-    planned: Duration,
-    handle: AbortHandle,
-    cancelled: bool,
-}
-
-/// One round of concurrent probes: those at `idles` from the start, and,
-/// when `grid` is not empty, the ones filled in between two idle times of
-/// the grid as soon as the shorter one was kept (round 1; see the module
-/// docs). Probes are cancelled once their outcome is certain: those waiting
-/// longer than an idle time found lost, shorter than one found kept. Adds
-/// the finished probes to `probes`.
-async fn run_round(
-    url: &Uri,
-    round: u32,
-    idles: &[Duration],
-    grid: &[Duration],
-    probes: &mut Vec<Probe>,
-    progress: &Progress,
-) {
-    let mut set = JoinSet::new();
-    let mut running: Vec<Running> = Vec::new();
-    let spawn = |set: &mut JoinSet<Probe>, running: &mut Vec<Running>, planned: Duration| {
-        let handle = set.spawn(probe(url.clone(), round, planned));
-        running.push(Running {
-            planned,
-            handle,
-            cancelled: false,
-        });
-    };
-    for &idle in idles {
-        spawn(&mut set, &mut running, idle);
-    }
-    // By planned idle times: what the cancelling goes by.
-    let mut kept: Option<Duration> = None;
-    let mut lost: Option<Duration> = None;
-    let mut finished = 0;
-    while let Some(joined) = set.join_next().await {
-        let probe = match joined {
-            Ok(probe) => probe,
-            Err(err) if err.is_cancelled() => continue,
-            Err(err) => {
-                eprintln!("connpool probe: a probe failed: {err}");
-                continue;
-            }
-        };
-        let planned = probe.planned;
-        let mut cancel = |certain: &dyn Fn(Duration) -> bool| {
-            for r in running.iter_mut() {
-                if certain(r.planned) && !r.cancelled && !r.handle.is_finished() {
-                    r.handle.abort();
-                    r.cancelled = true;
-                }
-            }
-        };
-        if probe.outcome.lost() && lost.is_none_or(|l| planned < l) {
-            lost = Some(planned);
-            cancel(&|d| d > planned);
-        } else if probe.outcome == Outcome::Kept && kept.is_none_or(|k| planned > k) {
-            kept = Some(planned);
-            cancel(&|d| d < planned);
-            // Round 1: the limit may lie before the next idle time of the
-            // grid; look there now rather than after it.
-            if grid.contains(&planned) {
-                if let Some(&next) = grid.iter().find(|&&g| g > planned) {
-                    let upper = lost.map_or(next, |l| l.min(next));
-                    for idle in fill(planned, upper) {
-                        spawn(&mut set, &mut running, idle);
-                    }
-                }
-            }
-        }
-        finished += 1;
-        probes.push(probe);
-        let cancelled = running.iter().filter(|r| r.cancelled).count();
-        progress.round(round, running.len(), finished, cancelled, probes);
-    }
-}
-
-/// The progress line on stderr, when it is a terminal.
-struct Progress {
-    bar: ProgressBar,
-}
-
-impl Progress {
-    fn new(json: bool) -> Progress {
-        if json || !std::io::stderr().is_terminal() {
-            return Progress {
-                bar: ProgressBar::hidden(),
-            };
-        }
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed:>4} {wide_msg}") {
-            bar.set_style(style);
-        }
-        bar.enable_steady_tick(Duration::from_millis(100));
-        Progress { bar }
-    }
-
-    fn start(&self, round: u32, idles: &[Duration]) {
-        let longest = idles.iter().max().copied().unwrap_or_default();
-        self.bar.set_message(format!(
-            "round {round}: {} {}, idle {}–{}",
-            idles.len(),
-            if idles.len() == 1 { "probe" } else { "probes" },
-            format_duration(idles.iter().min().copied().unwrap_or_default()),
-            format_duration(longest),
-        ));
-    }
-
-    fn round(&self, round: u32, total: usize, finished: usize, cancelled: usize, probes: &[Probe]) {
-        if self.bar.is_hidden() {
-            return;
-        }
-        let b = Bracket::of(probes);
-        let waiting = total.saturating_sub(finished + cancelled);
-        let mut msg = format!("round {round}: {finished} done, {waiting} waiting");
-        if let Some(kept) = b.kept {
-            let _ = write!(msg, "; kept {}", format_duration(kept));
-        }
-        if let Some((lost, outcome)) = b.lost {
-            let _ = write!(
-                msg,
-                "; lost by {} ({})",
-                format_duration(lost),
-                outcome.as_str()
-            );
-        }
-        self.bar.set_message(msg);
-    }
-
-    fn clear(&self) {
-        self.bar.finish_and_clear();
-    }
 }
 
 /// The result, as printed with `--json`.
@@ -615,19 +316,13 @@ struct ProbeReport {
     error: Option<String>,
 }
 
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// Runs `connpool probe --path-idle` and returns its exit status.
 pub async fn run(args: &ProbeArgs) -> ExitCode {
     let started = Instant::now();
-    let max_wait = args.max_wait;
+    let max_wait = args.max_wait();
     let progress = Progress::new(args.json);
-    progress
-        .bar
-        .set_message(format!("connecting to {}", args.url));
-    let hint = match preflight(&args.url).await {
+    progress.message(format!("connecting to {}", args.url));
+    let hint = match preflight(&probe_client(), &args.url).await {
         Ok(hint) => hint,
         Err(message) => {
             progress.clear();
@@ -636,28 +331,22 @@ pub async fn run(args: &ProbeArgs) -> ExitCode {
         }
     };
 
-    let mut probes: Vec<Probe> = Vec::new();
-    let grid = doubling(max_wait);
-    let mut idles = grid.clone();
-    let mut rounds = 0;
-    loop {
-        rounds += 1;
-        progress.start(rounds, &idles);
-        let grid: &[Duration] = if rounds == 1 { &grid } else { &[] };
-        run_round(&args.url, rounds, &idles, grid, &mut probes, &progress).await;
-        let bracket = Bracket::of(&probes);
-        let Some(next) = bracket.next_round() else {
-            break;
-        };
-        let longest = next.iter().max().copied().unwrap_or_default();
-        if rounds >= MAX_ROUNDS || started.elapsed() + longest > max_wait * 3 {
-            break;
-        }
-        idles = next;
-    }
+    let plan = Plan {
+        grid: doubling(max_wait),
+        max_wait,
+        stop_when_dated: false,
+    };
+    let url = args.url.clone();
+    let searched = search::search(
+        &plan,
+        started,
+        |round, planned| probe(url.clone(), round, planned),
+        &progress,
+    )
+    .await;
     progress.clear();
     let wall = started.elapsed();
-
+    let (probes, rounds) = (searched.probes, searched.rounds);
     let bracket = Bracket::of(&probes);
     if bracket.kept.is_none() && bracket.lost.is_none() {
         let why = probes
@@ -685,12 +374,12 @@ pub async fn run(args: &ProbeArgs) -> ExitCode {
 fn report(
     args: &ProbeArgs,
     probes: &[Probe],
-    bracket: Bracket,
+    bracket: Bracket<Outcome>,
     hint: KeepAliveHint,
     rounds: u32,
     wall: Duration,
 ) -> Report {
-    let max_wait = args.max_wait;
+    let max_wait = args.max_wait();
     let server_close = probes.iter().filter_map(|p| p.server_closed_after).min();
     let behaviour = bracket.lost.map_or("kept", |(_, outcome)| outcome.as_str());
     let (summary, recommendation) = words(bracket, server_close, max_wait);
@@ -748,7 +437,11 @@ fn suggestion(limit: Duration) -> Duration {
 }
 
 /// The one-line summary and the recommendation.
-fn words(bracket: Bracket, server_close: Option<Duration>, max_wait: Duration) -> (String, String) {
+fn words(
+    bracket: Bracket<Outcome>,
+    server_close: Option<Duration>,
+    max_wait: Duration,
+) -> (String, String) {
     let Some((lost, outcome)) = bracket.lost else {
         let kept = bracket.kept.unwrap_or_default();
         let summary = if kept >= max_wait {
@@ -871,21 +564,6 @@ fn words(bracket: Bracket, server_close: Option<Duration>, max_wait: Duration) -
     )
 }
 
-/// A setting as people write it: `4 s`, `1.5 s`, `750 ms`, `none`.
-fn format_setting(value: Option<Duration>) -> String {
-    let Some(d) = value else {
-        return "none".to_string();
-    };
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else if ms % 1000 == 0 {
-        format!("{} s", ms / 1000)
-    } else {
-        format!("{} s", d.as_secs_f64())
-    }
-}
-
 /// The human report.
 fn format_report(r: &Report, probes: &[Probe]) -> String {
     let mut out = String::new();
@@ -948,18 +626,6 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    fn probe(idle: u64, outcome: Outcome) -> Probe {
-        Probe {
-            round: 1,
-            planned: ms(idle),
-            idle: ms(idle),
-            outcome,
-            answered_in: Duration::ZERO,
-            server_closed_after: None,
-            error: None,
-        }
-    }
-
     #[test]
     fn round_one_doubles_up_to_the_bound() {
         let idles: Vec<u64> = doubling(ms(5000))
@@ -969,51 +635,6 @@ mod tests {
         assert_eq!(idles, [250, 500, 1000, 2000, 4000, 5000]);
         assert_eq!(doubling(ms(100)), [ms(100)]);
         assert_eq!(doubling(ms(1000)), [ms(250), ms(500), ms(1000)]);
-    }
-
-    #[test]
-    fn fills_are_spaced_under_the_tolerance() {
-        for (kept, lost) in [(0, 250), (1000, 2000), (2000, 4000), (32_000, 60_000)] {
-            let idles = fill(ms(kept), ms(lost));
-            let mut edges = vec![ms(kept)];
-            edges.extend(&idles);
-            edges.push(ms(lost));
-            let tolerance = tolerance(ms(kept));
-            assert!(
-                edges
-                    .windows(2)
-                    .all(|w| w[0] < w[1] && w[1] - w[0] < tolerance),
-                "({kept}, {lost}]: {idles:?}"
-            );
-            assert!(idles.len() <= MAX_PROBES_PER_ROUND as usize);
-        }
-        assert_eq!(fill(ms(1000), ms(2000)).len(), 20);
-        assert!(fill(ms(2000), ms(2000)).is_empty());
-    }
-
-    #[test]
-    fn the_bracket_is_the_longest_kept_below_the_shortest_lost() {
-        let probes = [
-            probe(500, Outcome::Kept),
-            probe(1900, Outcome::Kept),
-            probe(1000, Outcome::Failed),
-            probe(2000, Outcome::Dropped),
-            probe(2100, Outcome::Kept),
-            probe(4000, Outcome::Dropped),
-        ];
-        let b = Bracket::of(&probes);
-        assert_eq!(b.kept, Some(ms(1900)));
-        assert_eq!(b.lost, Some((ms(2000), Outcome::Dropped)));
-        assert_eq!(b.inconsistent, 1);
-        assert_eq!(b.tolerance(), ms(95));
-        assert!(!b.converged());
-        assert_eq!(b.next_round().map(|r| r.len()), Some(2));
-
-        let kept_all = Bracket::of(&[probe(250, Outcome::Kept), probe(1000, Outcome::Kept)]);
-        assert_eq!(kept_all.kept, Some(ms(1000)));
-        assert_eq!(kept_all.lost, None);
-        assert!(kept_all.converged());
-        assert_eq!(kept_all.next_round(), None);
     }
 
     #[test]
