@@ -30,6 +30,12 @@
 //!   close-delimited bodies, garbage, conflicting lengths, requests never
 //!   answered), and which counts requests by `x-request-id` to catch
 //!   duplicates. See the [`http`] module.
+//! * [`tls`] makes certificates at test time (a [`tls::TestCa`] issues
+//!   valid, expired, wrong-name and client certificates), and
+//!   [`http::HttpServerBuilder::start_tls`] runs the same HTTP server, with
+//!   every fault, over TLS: optional client certificates, ALPN `http/1.1`,
+//!   closes with or without `close_notify`, and a record of each handshake
+//!   (SNI name, ALPN, client certificate, or why it failed).
 //! * Each server runs on its own thread with its own Tokio runtime, so it
 //!   works whatever runtime the caller uses (or none), and it keeps running
 //!   while the test's runtime is blocked.
@@ -82,6 +88,7 @@ mod plumbing;
 mod server;
 mod sys;
 mod tcp_state;
+pub mod tls;
 
 use std::net::SocketAddr;
 

@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -302,12 +302,12 @@ impl<E: Clone> Hub<E> {
     /// the ending, if any.
     pub(crate) async fn close<C: Cause>(
         &self,
-        stream: TcpStream,
+        stream: impl ServerSocket,
         ending: Ending<C>,
         closed: impl FnOnce(CloseMode, C) -> E,
     ) {
         // The close itself.
-        close_socket(stream, ending.mode).await;
+        stream.close(ending.mode).await;
         // The event, which promises the close already happened.
         self.emit(closed(ending.mode, ending.cause));
         // The acknowledgement, so `close_idle` returns after the event.
@@ -393,7 +393,7 @@ enum IdleWake {
 /// set, is written before an idle close in [`CloseMode::Fin`]. Each read
 /// offers at least `read_chunk` bytes of buffer space.
 pub(crate) async fn wait_while_idle<C: Cause>(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     buf: &mut impl ReadBuffer,
     read_chunk: usize,
     commands: &mut mpsc::UnboundedReceiver<Command>,
@@ -426,7 +426,8 @@ pub(crate) async fn wait_while_idle<C: Cause>(
                 // bytes anyway.
                 if let (CloseMode::Fin, Some(notice)) = (idle_mode, timeout_notice) {
                     // The client may be gone already; we close anyway.
-                    let _ = stream.write_all(notice).await;
+                    // (The flush matters under TLS, which may buffer.)
+                    let _ = write_flushed(stream, notice).await;
                 }
                 return Some(Ending::new(idle_mode, C::IDLE_TIMEOUT));
             }
@@ -438,7 +439,7 @@ pub(crate) async fn wait_while_idle<C: Cause>(
                 });
             }
             IdleWake::Command(Some(Command::SendUnsolicited { bytes, ack })) => {
-                if stream.write_all(&bytes).await.is_err() {
+                if write_flushed(stream, &bytes).await.is_err() {
                     // `ack` is dropped: this connection did not get them.
                     return Some(Ending::fin(C::ERROR));
                 }
@@ -462,9 +463,34 @@ pub(crate) async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// Writes all of `bytes`, then flushes: a no-op on a TCP socket, but a TLS
+/// stream may keep encrypted records buffered when the socket is full.
+pub(crate) async fn write_flushed(
+    stream: &mut (impl AsyncWrite + Unpin),
+    bytes: &[u8],
+) -> io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
+}
+
+/// A connection's socket, as the plumbing reads, writes and closes it: a
+/// plain [`TcpStream`], or the HTTP server's TLS stream.
+pub(crate) trait ServerSocket: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Closes the socket in `mode` (for [`CloseMode::Fin`], everything
+    /// written is flushed first). Errors are ignored: the peer may already be
+    /// gone, and the socket is dropped (closed) in every case.
+    fn close(self, mode: CloseMode) -> impl Future<Output = ()> + Send;
+}
+
+impl ServerSocket for TcpStream {
+    async fn close(self, mode: CloseMode) {
+        close_socket(self, mode).await;
+    }
+}
+
 /// Closes `stream` in `mode`. Errors are ignored: the peer may already be
 /// gone, and the socket is dropped (closed) in every case.
-async fn close_socket(mut stream: TcpStream, mode: CloseMode) {
+pub(crate) async fn close_socket(mut stream: TcpStream, mode: CloseMode) {
     match mode {
         CloseMode::Fin => {
             // `shutdown` on a Tokio TcpStream is `shutdown(Write)`: sends FIN.

@@ -21,15 +21,15 @@ use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::request::{BadRequest, BodyKind, ChunkedDecoder, Request};
 use super::response::{RouteClose, write_response};
 use super::routes::{Action, route};
 use super::server::{HttpServerBuilder, Shared};
+use super::stream::ServerStream;
 use super::{CONTINUE_100, HttpCloseCause, HttpEvent, REQUEST_TIMEOUT_408, request};
-use crate::plumbing::{self, Command};
+use crate::plumbing::{self, Command, write_flushed};
 
 /// How much buffer space to offer each read.
 const READ_CHUNK: usize = 8192;
@@ -42,7 +42,7 @@ type Ending = plumbing::Ending<HttpCloseCause>;
 pub(super) struct Connection {
     id: u64,
     peer: SocketAddr,
-    stream: TcpStream,
+    stream: ServerStream,
     commands: mpsc::UnboundedReceiver<Command>,
     shared: Arc<Shared>,
     settings: HttpServerBuilder,
@@ -60,7 +60,7 @@ impl Connection {
     pub(super) fn new(
         id: u64,
         peer: SocketAddr,
-        stream: TcpStream,
+        stream: ServerStream,
         shared: Arc<Shared>,
         settings: HttpServerBuilder,
     ) -> Self {
@@ -215,7 +215,7 @@ impl Connection {
                 Err(bad) => return Err(self.bad_request(bad).await),
             }
         };
-        if head.expects_continue() && self.stream.write_all(CONTINUE_100).await.is_err() {
+        if head.expects_continue() && write_flushed(&mut self.stream, CONTINUE_100).await.is_err() {
             return Err(Ending::fin(HttpCloseCause::Error));
         }
         let body = match head.body {
@@ -254,7 +254,7 @@ impl Connection {
             body.len()
         );
         // Closing anyway, so a failed write changes nothing.
-        let _ = self.stream.write_all(response.as_bytes()).await;
+        let _ = write_flushed(&mut self.stream, response.as_bytes()).await;
         Ending::fin(HttpCloseCause::Error)
     }
 
@@ -290,7 +290,7 @@ impl Connection {
             Action::Never => return Some(self.wait_for_client_close().await),
             Action::Raw(bytes) => {
                 become_idle(false)();
-                if self.stream.write_all(bytes).await.is_err() {
+                if write_flushed(&mut self.stream, bytes).await.is_err() {
                     return Some(Ending::fin(HttpCloseCause::Error));
                 }
                 RouteClose::No
@@ -329,6 +329,11 @@ impl Connection {
                     before_last_write,
                 )
                 .await;
+                // Under TLS, records may still be buffered.
+                let written = match written {
+                    Ok(()) => self.stream.flush().await,
+                    Err(error) => Err(error),
+                };
                 if written.is_err() {
                     return Some(Ending::fin(HttpCloseCause::Error));
                 }

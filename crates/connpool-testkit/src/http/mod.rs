@@ -92,6 +92,17 @@
 //! `/vanish-once/<tag>` drops it ([`HttpServer::vanished`]).
 //! [`HttpEvent::Closed`] is sent only after the close was performed.
 //!
+//! # TLS
+//!
+//! [`HttpServerBuilder::start_tls`] starts the same server speaking HTTPS,
+//! with the certificate and settings of a [`ServerTls`](crate::tls::ServerTls)
+//! (see the [`tls`](crate::tls) module for certificates made at test time).
+//! Routes, faults, commands, counters and events work unchanged; a
+//! connection is booked once its handshake completes, each handshake is
+//! recorded ([`HttpServer::tls_sessions`], [`HttpServer::tls_failures`]), and
+//! a FIN close sends a `close_notify` alert first or not, as
+//! [`TlsClose`](crate::tls::TlsClose) says.
+//!
 //! # Example
 //!
 //! ```
@@ -131,6 +142,7 @@ mod request;
 mod response;
 mod routes;
 mod server;
+mod stream;
 
 use std::net::SocketAddr;
 

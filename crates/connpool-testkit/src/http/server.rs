@@ -21,12 +21,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 
 use super::connection::Connection;
+use super::stream::ServerStream;
 use super::{HttpCloseCause, HttpEvent};
 use crate::CloseMode;
 use crate::plumbing::{Cause, Command, Hub, ServerThread, lock};
+use crate::tls::{ServerTls, TlsClose, TlsFailure, TlsSession};
 
 /// The settings of an [`HttpServer`], applied to every connection. Start
 /// from [`HttpServer::builder`] (or `HttpServerBuilder::default()`), which
@@ -161,14 +165,121 @@ impl HttpServerBuilder {
     /// Fails if the socket cannot be bound, or if the runtime or the thread
     /// cannot be created.
     pub fn start(self) -> io::Result<HttpServer> {
-        let shared = Arc::new(Shared::default());
+        self.start_with(None)
+    }
+
+    /// Starts an HTTPS server: as [`HttpServerBuilder::start`], but every
+    /// connection is TLS, with the certificate, client-certificate policy,
+    /// ALPN protocols and close style of `tls`.
+    ///
+    /// Everything else is unchanged over TLS: routes, faults, commands,
+    /// counters and events. The differences:
+    ///
+    /// * A connection is booked (counted by [`HttpServer::accepted`] and
+    ///   [`HttpServer::open_connections`], announced by
+    ///   [`HttpEvent::Accepted`], reached by commands) only once its TLS
+    ///   handshake has completed; the [`TlsSession`] is recorded just before
+    ///   (see [`HttpServer::tls_sessions`]). A failed handshake is recorded
+    ///   as a [`TlsFailure`] instead ([`HttpServer::tls_failures`]), with no
+    ///   event, and the socket is closed (after the TLS alert, if any).
+    /// * A [`CloseMode::Fin`] close ends the TLS session as
+    ///   [`ServerTls::close`] says: a `close_notify` alert then a FIN, or a
+    ///   bare FIN. A [`CloseMode::Rst`] close sends no alert, only the RST.
+    /// * Raw answers (`/garbage`, unsolicited bytes, the `408`) are sent as
+    ///   TLS application data.
+    ///
+    /// (TLS is given here rather than on the builder so that the builder
+    /// stays `Copy`.)
+    ///
+    /// ```
+    /// use connpool_testkit::http::HttpServer;
+    /// use connpool_testkit::tls::{ServerTls, TestCa};
+    ///
+    /// let ca = TestCa::new("test CA");
+    /// let tls = ServerTls::from_cert(&ca.server_cert(&["localhost"]));
+    /// let server = HttpServer::builder().max_requests(10).start_tls(tls)?;
+    /// assert!(server.is_tls());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`HttpServerBuilder::start`]; and
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) if rustls rejects the
+    /// configuration (e.g. a key that does not match the certificate).
+    pub fn start_tls(self, tls: ServerTls) -> io::Result<HttpServer> {
+        let config = tls
+            .server_config()
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
+        self.start_with(Some((TlsAcceptor::from(config), tls.close)))
+    }
+
+    /// Starts the server, plain or TLS.
+    fn start_with(self, tls: Option<(TlsAcceptor, TlsClose)>) -> io::Result<HttpServer> {
+        let shared = Arc::new(Shared {
+            tls: tls.is_some(),
+            ..Shared::default()
+        });
         let thread_shared = Arc::clone(&shared);
         let ip = self.bind_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let server = ServerThread::start("http-fault-server", ip, move |id, peer, stream| {
-            let connection = Connection::new(id, peer, stream, Arc::clone(&thread_shared), self);
-            tokio::spawn(connection.run());
+            let shared = Arc::clone(&thread_shared);
+            match &tls {
+                None => {
+                    let stream = ServerStream::Plain(stream);
+                    let connection = Connection::new(id, peer, stream, shared, self);
+                    tokio::spawn(connection.run());
+                }
+                Some((acceptor, close)) => {
+                    let handshake = tls_handshake(acceptor.clone(), *close, peer, stream, shared);
+                    tokio::spawn(async move {
+                        if let Some((stream, shared)) = handshake.await {
+                            Connection::new(id, peer, stream, shared, self).run().await;
+                        }
+                    });
+                }
+            }
         })?;
         Ok(HttpServer { server, shared })
+    }
+}
+
+/// Runs the server side of the TLS handshake on `stream` and records the
+/// outcome. Returns the TLS stream if it succeeded.
+async fn tls_handshake(
+    acceptor: TlsAcceptor,
+    close: TlsClose,
+    peer: SocketAddr,
+    stream: TcpStream,
+    shared: Arc<Shared>,
+) -> Option<(ServerStream, Arc<Shared>)> {
+    match acceptor.accept(stream).await {
+        Ok(stream) => {
+            let session = stream.get_ref().1;
+            let record = TlsSession {
+                peer,
+                server_name: session.server_name().map(str::to_owned),
+                alpn: session.alpn_protocol().map(<[u8]>::to_vec),
+                client_cert: session
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|leaf| leaf.clone().into_owned()),
+                version: session.protocol_version(),
+            };
+            shared.tls_log.send_modify(|log| log.sessions.push(record));
+            let stream = ServerStream::Tls {
+                stream: Box::new(stream),
+                close,
+            };
+            Some((stream, shared))
+        }
+        Err(error) => {
+            // tokio-rustls has tried to send the alert; dropping the socket
+            // closes it.
+            let failure = TlsFailure::new(peer, &error);
+            shared.tls_log.send_modify(|log| log.failures.push(failure));
+            None
+        }
     }
 }
 
@@ -244,10 +355,47 @@ impl HttpServer {
         self.server.addr()
     }
 
-    /// `http://<addr>` (e.g. `http://127.0.0.1:<port>`) followed by `path_and_query` (which should
-    /// start with `/`).
+    /// `http://<addr>` (e.g. `http://127.0.0.1:<port>`), or `https://<addr>`
+    /// for a server started with [`HttpServerBuilder::start_tls`], followed
+    /// by `path_and_query` (which should start with `/`).
     pub fn url(&self, path_and_query: &str) -> String {
-        format!("http://{}{path_and_query}", self.addr())
+        let scheme = if self.is_tls() { "https" } else { "http" };
+        format!("{scheme}://{}{path_and_query}", self.addr())
+    }
+
+    /// Whether the server speaks TLS (started with
+    /// [`HttpServerBuilder::start_tls`]).
+    pub fn is_tls(&self) -> bool {
+        self.shared.tls
+    }
+
+    /// The TLS handshakes completed so far, in order: per connection, the
+    /// SNI name the client sent, the ALPN protocol, the client certificate.
+    /// A session is recorded before its connection is booked, so after
+    /// [`HttpEvent::Accepted`] (or a response) it is here. Empty for a plain
+    /// server.
+    pub fn tls_sessions(&self) -> Vec<TlsSession> {
+        self.shared.tls_log.borrow().sessions.clone()
+    }
+
+    /// The TLS handshakes that failed so far, in order (see
+    /// [`HttpServer::wait_tls_failures`] to wait for one). Empty for a plain
+    /// server.
+    pub fn tls_failures(&self) -> Vec<TlsFailure> {
+        self.shared.tls_log.borrow().failures.clone()
+    }
+
+    /// Waits until at least `count` TLS handshakes have failed, and returns
+    /// them all (as [`HttpServer::tls_failures`]). The server may see a
+    /// handshake fail after the client did (a client that rejects the
+    /// server's certificate sends its alert and moves on), so a test waits
+    /// on this instead of sleeping. Waits forever if that never happens:
+    /// wrap it in a timeout. Works from any async runtime.
+    pub async fn wait_tls_failures(&self, count: usize) -> Vec<TlsFailure> {
+        let mut log = self.shared.tls_log.subscribe();
+        // The sender lives in `self.shared`, so this cannot fail.
+        let ready = log.wait_for(|log| log.failures.len() >= count).await;
+        ready.map(|log| log.failures.clone()).unwrap_or_default()
     }
 
     /// Closes every idle connection (accepted, waiting for the first byte of
@@ -431,6 +579,17 @@ pub(super) struct Shared {
     vanished_tags: Mutex<HashSet<String>>,
     /// `(method, x-request-id)` -> times processed.
     processed: Mutex<HashMap<(String, String), u64>>,
+    /// Whether connections are TLS.
+    tls: bool,
+    /// The TLS handshakes, successful or not.
+    tls_log: watch::Sender<TlsLog>,
+}
+
+/// What the server recorded about TLS handshakes.
+#[derive(Debug, Default)]
+struct TlsLog {
+    sessions: Vec<TlsSession>,
+    failures: Vec<TlsFailure>,
 }
 
 impl Shared {
