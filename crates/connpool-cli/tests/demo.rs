@@ -52,16 +52,23 @@ fn demo(args: &[&str]) -> (Output, Duration) {
     (output, started.elapsed())
 }
 
+/// Asserts that `what` (`demo`, `demo --json`) succeeded, showing both
+/// streams if it did not; returns them as text.
+fn assert_success(output: &Output, what: &str) -> (String, String) {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed with {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    (stdout, stderr)
+}
+
 #[test]
 fn demo_text_shows_every_failure_and_connpool_avoids_them() {
     let (output, took) = demo(&[]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "demo failed with {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        output.status
-    );
+    let (stdout, _) = assert_success(&output, "demo");
     assert!(took < WALL_LIMIT, "the demo took {took:?}:\n{stdout}");
 
     // Every section ran, in order, with its table.
@@ -153,13 +160,7 @@ fn demo_text_shows_every_failure_and_connpool_avoids_them() {
 #[test]
 fn demo_json_tells_every_story() {
     let (output, took) = demo(&["--json"]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "demo --json failed with {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        output.status
-    );
+    let (stdout, _) = assert_success(&output, "demo --json");
     assert!(took < WALL_LIMIT, "the demo took {took:?}");
     // Nothing but the document on stdout.
     let doc: Value = serde_json::from_str(&stdout)
@@ -425,13 +426,7 @@ fn without_root_the_silent_drop_section_is_skipped_and_says_why() {
         .expect("setpriv (util-linux) runs");
     std::fs::remove_dir_all(&dir).unwrap();
 
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "demo failed with {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        output.status
-    );
+    let (stdout, stderr) = assert_success(&output, "demo");
     let skipped = stdout
         .lines()
         .find(|line| line.starts_with("silent drop: skipped"))

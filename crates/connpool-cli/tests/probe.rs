@@ -79,11 +79,62 @@ fn probe_in(chain: &NetChain, args: &[&str]) -> (Output, Duration) {
     (output, started.elapsed())
 }
 
+/// `connpool probe --path-idle --max-wait <max_wait> --json URL` through
+/// a middlebox that forgets `forgotten` flows idle for `established`, to a
+/// server built by `server`, asserting exit 0: the output, the report and
+/// how long the run took.
+fn probe_path(
+    forgotten: Forgotten,
+    established: Duration,
+    server: HttpServerBuilder,
+    max_wait: &str,
+) -> (Output, Value, Duration) {
+    let (chain, server) = chain(forgotten, established, server);
+    let (output, took) = probe_in(
+        &chain,
+        &[
+            "--path-idle",
+            "--max-wait",
+            max_wait,
+            "--json",
+            &server.url("/"),
+        ],
+    );
+    assert_exit(&output, 0);
+    let r = report(&output);
+    (output, r, took)
+}
+
 /// `connpool probe <args>` on this host, and how long it took.
 fn probe(args: &[&str]) -> (Output, Duration) {
     let started = Instant::now();
     let output = common::connpool("probe", args);
     (output, started.elapsed())
+}
+
+/// `connpool probe <args>` on this host, asserting exit status `code`:
+/// stdout and stderr as text, and how long it took.
+fn probe_texts(args: &[&str], code: i32) -> (String, String, Duration) {
+    let (output, took) = probe(args);
+    assert_exit(&output, code);
+    let (stdout, stderr) = texts(&output);
+    (stdout, stderr, took)
+}
+
+/// `connpool probe <args> URL` with nobody listening at the URL: it fails
+/// within 2 s, with nothing on stdout and why on stderr.
+fn assert_unreachable_fails_quickly(args: &[&str]) {
+    let url = format!("http://127.0.0.1:{}/", unused_port());
+    let mut all = args.to_vec();
+    all.push(&url);
+    let (stdout, stderr, took) = probe_texts(&all, 1);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("connpool probe: cannot measure: the request to")
+            && stderr.contains("connect_refused"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
 }
 
 /// The `--json` report (also printed: the test harness shows it when the
@@ -124,23 +175,12 @@ fn assert_brackets(r: &Value, limit_ms: u64) {
 
 #[test]
 fn a_middlebox_that_drops_forgotten_flows_is_measured_tightly() {
-    let (chain, server) = chain(
+    let (output, r, took) = probe_path(
         Forgotten::Drop,
         Duration::from_secs(2),
         HttpServerBuilder::default(),
+        "5s",
     );
-    let (output, took) = probe_in(
-        &chain,
-        &[
-            "--path-idle",
-            "--max-wait",
-            "5s",
-            "--json",
-            &server.url("/"),
-        ],
-    );
-    assert_exit(&output, 0);
-    let r = report(&output);
     assert_eq!(r["behaviour"], "drop", "{r:#}");
     assert_eq!(r["mode"], "path_idle");
     assert_eq!(r["max_wait_ms"], 5000);
@@ -173,23 +213,12 @@ fn a_middlebox_that_drops_forgotten_flows_is_measured_tightly() {
 fn a_middlebox_that_resets_forgotten_flows_is_reported_as_rst() {
     // 3 s is between two idle times of round 1 (2 s and 4 s): the second
     // round has to find it.
-    let (chain, server) = chain(
+    let (_, r, took) = probe_path(
         Forgotten::Reset,
         Duration::from_secs(3),
         HttpServerBuilder::default(),
+        "5s",
     );
-    let (output, took) = probe_in(
-        &chain,
-        &[
-            "--path-idle",
-            "--max-wait",
-            "5s",
-            "--json",
-            &server.url("/"),
-        ],
-    );
-    assert_exit(&output, 0);
-    let r = report(&output);
     assert_eq!(r["behaviour"], "reset", "{r:#}");
     assert_brackets(&r, 3000);
     assert_eq!(
@@ -210,9 +239,8 @@ fn a_middlebox_that_resets_forgotten_flows_is_reported_as_rst() {
 #[test]
 fn a_path_without_a_limit_is_kept_for_the_whole_bound() {
     let server = server();
-    let (output, took) = probe(&["--path-idle", "--max-wait", "1s", &server.url("/")]);
-    assert_exit(&output, 0);
-    let (stdout, stderr) = texts(&output);
+    let (stdout, stderr, took) =
+        probe_texts(&["--path-idle", "--max-wait", "1s", &server.url("/")], 0);
     assert!(
         stdout.starts_with("the path kept an idle flow for the whole 1.00 s bound"),
         "stdout:\n{stdout}\nstderr:\n{stderr}"
@@ -249,23 +277,12 @@ fn a_path_without_a_limit_is_kept_for_the_whole_bound() {
 
 #[test]
 fn a_server_that_closes_idle_connections_first_is_named() {
-    let (chain, server) = chain(
+    let (_, r, took) = probe_path(
         Forgotten::Drop,
         Duration::from_secs(2),
         HttpServer::builder().idle_close(Duration::from_millis(800), CloseMode::Fin),
+        "3s",
     );
-    let (output, took) = probe_in(
-        &chain,
-        &[
-            "--path-idle",
-            "--max-wait",
-            "3s",
-            "--json",
-            &server.url("/"),
-        ],
-    );
-    assert_exit(&output, 0);
-    let r = report(&output);
     assert_eq!(r["behaviour"], "server_closed", "{r:#}");
     assert_brackets(&r, 800);
     // Dated by the kernel from the server's FIN.
@@ -283,17 +300,7 @@ fn a_server_that_closes_idle_connections_first_is_named() {
 
 #[test]
 fn an_unreachable_server_fails_quickly_and_clearly() {
-    let url = format!("http://127.0.0.1:{}/", unused_port());
-    let (output, took) = probe(&["--path-idle", "--max-wait", "5s", &url]);
-    assert_exit(&output, 1);
-    let (stdout, stderr) = texts(&output);
-    assert!(stdout.is_empty(), "{stdout}");
-    assert!(
-        stderr.contains("connpool probe: cannot measure: the request to")
-            && stderr.contains("connect_refused"),
-        "{stderr}"
-    );
-    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert_unreachable_fails_quickly(&["--path-idle", "--max-wait", "5s"]);
 }
 
 // ---- `connpool probe URL`: the server's keep-alive behaviour ----
@@ -455,9 +462,7 @@ fn a_polite_request_limit_is_counted_exactly() {
     assert_timeout(&r, 1000);
 
     // The same in words.
-    let (output, _) = probe(&["--max-wait", "3s", &server.url("/")]);
-    assert_exit(&output, 0);
-    let (stdout, stderr) = texts(&output);
+    let (stdout, stderr, _) = probe_texts(&["--max-wait", "3s", &server.url("/")], 0);
     println!("{stdout}");
     assert!(
         stdout.contains(
@@ -639,9 +644,7 @@ fn nginx_keepalive_timeout_and_requests_are_reported() {
 fn a_server_without_keep_alive_cannot_be_measured() {
     // Polite: `Connection: close` on every response.
     let polite = start(HttpServer::builder().max_requests(1));
-    let (output, took) = probe(&["--max-wait", "2s", &polite.url("/")]);
-    assert_exit(&output, 1);
-    let (stdout, stderr) = texts(&output);
+    let (stdout, stderr, took) = probe_texts(&["--max-wait", "2s", &polite.url("/")], 1);
     assert!(stdout.is_empty(), "{stdout}");
     assert!(
         stderr.contains("does not keep connections open"),
@@ -651,9 +654,7 @@ fn a_server_without_keep_alive_cannot_be_measured() {
 
     // Rude: closes after every response without saying so.
     let rude = start(HttpServer::builder().close_after(1, CloseMode::Fin));
-    let (output, took) = probe(&["--max-wait", "2s", &rude.url("/")]);
-    assert_exit(&output, 1);
-    let (_, stderr) = texts(&output);
+    let (_, stderr, took) = probe_texts(&["--max-wait", "2s", &rude.url("/")], 1);
     assert!(
         stderr.contains("closes every connection right after its first response"),
         "{stderr}"
@@ -663,17 +664,7 @@ fn a_server_without_keep_alive_cannot_be_measured() {
 
 #[test]
 fn an_unreachable_server_fails_quickly_in_the_server_mode_too() {
-    let url = format!("http://127.0.0.1:{}/", unused_port());
-    let (output, took) = probe(&[&url]);
-    assert_exit(&output, 1);
-    let (stdout, stderr) = texts(&output);
-    assert!(stdout.is_empty(), "{stdout}");
-    assert!(
-        stderr.contains("connpool probe: cannot measure: the request to")
-            && stderr.contains("connect_refused"),
-        "{stderr}"
-    );
-    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert_unreachable_fails_quickly(&[]);
 }
 
 #[test]

@@ -340,43 +340,14 @@ async fn until_forgotten(chain: &NetChain) -> io::Result<Duration> {
     }
 }
 
-/// The naive client's second request, on its idle connection.
-async fn second_naive(client: &NaiveHttp) -> Fate {
-    let sent = Instant::now();
-    let exchange = async {
-        let resp = client.get("/", &Role::Naive.request_id(2)).await?;
-        let status = resp.status();
-        resp.bytes().await?;
-        Ok::<_, io::Error>(status)
-    };
-    match tokio::time::timeout(PATIENCE, exchange).await {
-        Ok(Ok(status)) => Fate::Answered {
-            after: sent.elapsed(),
-            status,
-            fresh: client.created() > 1,
-            retried_after: Vec::new(),
-        },
-        Ok(Err(err)) => Fate::failed(sent.elapsed(), &Error::from_io(err)),
-        Err(_) => Fate::NoAnswer,
-    }
-}
+/// What a second request that was answered tells: its status, whether
+/// it came on a new connection, and why it was resent (once per retry).
+type Answer = (u16, bool, Vec<ErrorKind>);
 
-/// connpool's second `GET`, traced to show why it was resent.
-async fn second_get(client: &Client, url: &str) -> Fate {
+/// The fate of a second request, `exchange` (sent now, read to its end):
+/// timed from now, given up on after [`PATIENCE`].
+async fn fate(exchange: impl Future<Output = Result<Answer, Error>>) -> Fate {
     let sent = Instant::now();
-    let exchange = async {
-        let resp = client
-            .get(url)
-            .header("x-request-id", Role::ConnpoolGet.request_id(2))
-            .trace(true)
-            .send()
-            .await?;
-        let status = resp.status().as_u16();
-        let fresh = !resp.connection_reused();
-        let retried_after = retries(&resp);
-        resp.bytes().await?;
-        Ok::<_, Error>((status, fresh, retried_after))
-    };
     match tokio::time::timeout(PATIENCE, exchange).await {
         Ok(Ok((status, fresh, retried_after))) => Fate::Answered {
             after: sent.elapsed(),
@@ -389,26 +360,47 @@ async fn second_get(client: &Client, url: &str) -> Fate {
     }
 }
 
+/// The naive client's second request, on its idle connection.
+async fn second_naive(client: &NaiveHttp) -> Fate {
+    fate(async {
+        let resp = client
+            .get("/", &Role::Naive.request_id(2))
+            .await
+            .map_err(Error::from_io)?;
+        let status = resp.status();
+        resp.bytes().await.map_err(Error::from_io)?;
+        Ok((status, client.created() > 1, Vec::new()))
+    })
+    .await
+}
+
+/// connpool's second `GET`, traced to show why it was resent.
+async fn second_get(client: &Client, url: &str) -> Fate {
+    let request = client
+        .get(url)
+        .header("x-request-id", Role::ConnpoolGet.request_id(2))
+        .trace(true)
+        .send();
+    fate(connpool_exchange(request)).await
+}
+
 /// connpool's second `POST`.
 async fn second_post(client: &Client, url: &str) -> Fate {
-    let sent = Instant::now();
-    let exchange = async {
-        let resp = post(client, url, &Role::ConnpoolPost.request_id(2)).await?;
-        let status = resp.status().as_u16();
-        let fresh = !resp.connection_reused();
-        resp.bytes().await?;
-        Ok::<_, Error>((status, fresh))
-    };
-    match tokio::time::timeout(PATIENCE, exchange).await {
-        Ok(Ok((status, fresh))) => Fate::Answered {
-            after: sent.elapsed(),
-            status,
-            fresh,
-            retried_after: Vec::new(),
-        },
-        Ok(Err(err)) => Fate::failed(sent.elapsed(), &err),
-        Err(_) => Fate::NoAnswer,
-    }
+    let id = Role::ConnpoolPost.request_id(2);
+    fate(connpool_exchange(post(client, url, &id))).await
+}
+
+/// A connpool request, read to its end. Why it was resent is known only
+/// when it was traced (empty otherwise).
+async fn connpool_exchange(
+    request: impl Future<Output = Result<Response, Error>>,
+) -> Result<Answer, Error> {
+    let resp = request.await?;
+    let status = resp.status().as_u16();
+    let fresh = !resp.connection_reused();
+    let retried_after = retries(&resp);
+    resp.bytes().await?;
+    Ok((status, fresh, retried_after))
 }
 
 async fn get(client: &Client, url: &str, id: &str) -> Result<Response, Error> {

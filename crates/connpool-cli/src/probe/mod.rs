@@ -31,7 +31,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use http::Uri;
+use connpool::http::ClientConfig;
+use http::{HeaderValue, Uri};
+use serde::Serialize;
 
 use crate::request_args::{parse_duration, parse_url};
 
@@ -96,6 +98,67 @@ pub async fn run(args: ProbeArgs) -> ExitCode {
         path_idle::run(&args).await
     } else {
         server::run(&args).await
+    }
+}
+
+/// What every client of the probe starts from: one connection; no
+/// client-side expiry (no pool idle timeout, no lifetime, the server's
+/// `Keep-Alive` hint not obeyed), so that only the server and the path end
+/// a connection; every request bounded by `request_timeout`; the probe's
+/// user agent. Each client sets the rest (see the modes' docs).
+fn one_connection_config(request_timeout: Duration) -> ClientConfig {
+    ClientConfig {
+        pool_idle_timeout: None,
+        max_lifetime: None,
+        max_conns_per_host: 1,
+        connect_timeout: request_timeout,
+        response_header_timeout: Some(request_timeout),
+        timeout: Some(request_timeout),
+        obey_keep_alive_hint: false,
+        user_agent: Some(HeaderValue::from_static(concat!(
+            "connpool-probe/",
+            env!("CARGO_PKG_VERSION")
+        ))),
+        ..ClientConfig::default()
+    }
+}
+
+/// Prints a mode's report: `report` as JSON with `--json`, else `words()`
+/// (the human report). Returns the exit status.
+fn print_report(report: &impl Serialize, json: bool, words: impl FnOnce() -> String) -> ExitCode {
+    if json {
+        match serde_json::to_string_pretty(report) {
+            Ok(json) => println!("{json}"),
+            Err(err) => {
+                eprintln!("connpool probe: cannot write the report: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", words());
+    }
+    ExitCode::SUCCESS
+}
+
+/// `12 probes in 1 round, 2.1 s`: what the run took, for the human
+/// reports.
+fn tally(probes: usize, rounds: u32, wall_s: f64) -> String {
+    format!(
+        "{probes} {} in {rounds} {}, {wall_s:.1} s",
+        if probes == 1 { "probe" } else { "probes" },
+        if rounds == 1 { "round" } else { "rounds" },
+    )
+}
+
+/// The step of the figures people type into a configuration file near
+/// `d`: whole seconds from 10 s, tenths from 1 s, hundredths below.
+fn typed_step(d: Duration) -> Duration {
+    if d >= Duration::from_secs(10) {
+        Duration::from_secs(1)
+    } else if d >= Duration::from_secs(1) {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_millis(10)
     }
 }
 

@@ -19,7 +19,7 @@
 //!
 //! * answered on the reused connection: the path (and the server) kept
 //!   the flow — `kept`;
-//! * [`ErrorKind::DeadPath`]: nothing of the request was acknowledged and
+//! * [`ErrorKind::DeadPath`](connpool::ErrorKind::DeadPath): nothing of the request was acknowledged and
 //!   the kernel's retransmissions went unanswered — the path forgot the
 //!   flow and drops its packets silently (`drop`); the client's dead-path
 //!   check finds that about 0.6–1 s after the write on a network with a
@@ -112,16 +112,19 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use connpool::EvictReason;
 use connpool::http::{Client, ClientConfig, KeepAliveHint, ReplayPolicy};
 use connpool::tcp::UserTimeout;
-use connpool::{ErrorKind, EvictReason};
-use http::{HeaderValue, Uri};
+use http::Uri;
 use serde::Serialize;
 
 use super::search::{
-    self, Bracket, Outcome as _, Plan, Progress, idle_then_request, kernel_timed_out, preflight,
+    self, Bracket, BracketMs, Failure, Outcome as _, Plan, Progress, every_probe_failed, preflight,
 };
-use super::{ProbeArgs, format_duration, format_setting, ms};
+use super::{
+    ProbeArgs, format_duration, format_setting, ms, one_connection_config, print_report, tally,
+    typed_step,
+};
 
 /// Bounds each request of a probe: connecting, writing, waiting for the
 /// head (also the `TCP_USER_TIMEOUT`), reading the body.
@@ -149,14 +152,8 @@ enum Outcome {
 }
 
 impl search::Outcome for Outcome {
-    fn kept(self) -> bool {
-        self == Outcome::Kept
-    }
-
-    /// Whether the connection did not survive the idle time.
-    fn lost(self) -> bool {
-        !matches!(self, Outcome::Kept | Outcome::Failed)
-    }
+    const KEPT: Outcome = Outcome::Kept;
+    const FAILED: Outcome = Outcome::Failed;
 
     fn as_str(self) -> &'static str {
         match self {
@@ -168,6 +165,29 @@ impl search::Outcome for Outcome {
             Outcome::Failed => "failed",
         }
     }
+
+    /// Any close by the server found at checkout, dated when the pool
+    /// learned when it came.
+    fn at_checkout(client: &Client, url: &Uri) -> Option<(Outcome, Option<Duration>)> {
+        if closed_by_server(client) == 0 {
+            return None;
+        }
+        Some((
+            Outcome::ServerClosed,
+            client.learned_idle_timeout(url.clone()),
+        ))
+    }
+
+    fn failed_with(failure: Failure) -> Outcome {
+        match failure {
+            Failure::DeadPath => Outcome::Dropped,
+            Failure::Reset => Outcome::Reset,
+            // The server closed it as the request arrived.
+            Failure::Eof => Outcome::ServerClosed,
+            Failure::NoAnswer => Outcome::NoAnswer,
+            Failure::Other => Outcome::Failed,
+        }
+    }
 }
 
 /// One probe, done.
@@ -177,23 +197,12 @@ type Probe = search::Probe<Outcome>;
 fn probe_client() -> Client {
     Client::builder()
         .config(ClientConfig {
-            pool_idle_timeout: None,
-            max_lifetime: None,
-            max_conns_per_host: 1,
-            connect_timeout: REQUEST_TIMEOUT,
-            response_header_timeout: Some(REQUEST_TIMEOUT),
-            timeout: Some(REQUEST_TIMEOUT),
-            obey_keep_alive_hint: false,
             learn_idle_timeout: true,
             replay: ReplayPolicy::never(),
             tcp_keepalive: None,
             tcp_user_timeout: UserTimeout::After(REQUEST_TIMEOUT),
             dead_path_check: ClientConfig::default().dead_path_check,
-            user_agent: Some(HeaderValue::from_static(concat!(
-                "connpool-probe/",
-                env!("CARGO_PKG_VERSION")
-            ))),
-            ..ClientConfig::default()
+            ..one_connection_config(REQUEST_TIMEOUT)
         })
         .build()
 }
@@ -211,49 +220,9 @@ fn closed_by_server(client: &Client) -> u64 {
     .sum()
 }
 
-/// One probe: a request, `planned` idle, a request on the same connection.
+/// One probe (see [`search::probe`]), on a client of its own.
 async fn probe(url: Uri, round: u32, planned: Duration) -> Probe {
-    let mut probe = Probe::new(round, planned, Outcome::Failed);
-    let client = probe_client();
-    let reuse = match idle_then_request(&client, &url, planned).await {
-        Ok(reuse) => reuse,
-        Err(why) => {
-            probe.error = Some(why);
-            return probe;
-        }
-    };
-    probe.idle = reuse.idle;
-    probe.answered_in = reuse.answered_in;
-    probe.outcome = if closed_by_server(&client) > 0 {
-        // Found closed at checkout: whatever the new connection did.
-        probe.server_closed_after = client.learned_idle_timeout(url);
-        Outcome::ServerClosed
-    } else {
-        match reuse.second {
-            Ok(true) => Outcome::Kept,
-            Ok(false) => {
-                probe.error =
-                    Some("answered on a new connection, for no reason the pool saw".into());
-                Outcome::Failed
-            }
-            Err(err) => {
-                let outcome = match err.kind() {
-                    ErrorKind::DeadPath => Outcome::Dropped,
-                    ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => Outcome::Reset,
-                    // The server closed it as the request arrived.
-                    ErrorKind::UnexpectedEof => Outcome::ServerClosed,
-                    ErrorKind::ResponseHeaderTimeout | ErrorKind::RequestTimeout => {
-                        Outcome::NoAnswer
-                    }
-                    ErrorKind::Io if kernel_timed_out(&err) => Outcome::NoAnswer,
-                    _ => Outcome::Failed,
-                };
-                probe.error = Some(err.to_string());
-                outcome
-            }
-        }
-    };
-    probe
+    search::probe(&probe_client(), &url, round, planned).await
 }
 
 /// Round 1's idle times: 250 ms doubling, then `max_wait` itself.
@@ -297,14 +266,6 @@ struct Report {
     wall_time_s: f64,
 }
 
-/// The bracket: the longest idle time after which the connection still
-/// worked, the shortest after which it did not (`null`: none).
-#[derive(Serialize)]
-struct BracketMs {
-    kept: Option<u64>,
-    lost: Option<u64>,
-}
-
 #[derive(Serialize)]
 struct ProbeReport {
     round: u32,
@@ -321,54 +282,26 @@ pub async fn run(args: &ProbeArgs) -> ExitCode {
     let started = Instant::now();
     let max_wait = args.max_wait();
     let progress = Progress::new(args.json);
-    progress.message(format!("connecting to {}", args.url));
-    let hint = match preflight(&probe_client(), &args.url).await {
-        Ok(hint) => hint,
-        Err(message) => {
-            progress.clear();
-            eprintln!("connpool probe: {message}");
-            return ExitCode::FAILURE;
-        }
+    let Some(hint) = preflight(&probe_client(), &args.url, &progress).await else {
+        return ExitCode::FAILURE;
     };
 
     let plan = Plan {
+        url: args.url.clone(),
         grid: doubling(max_wait),
         max_wait,
         stop_when_dated: false,
     };
-    let url = args.url.clone();
-    let searched = search::search(
-        &plan,
-        started,
-        |round, planned| probe(url.clone(), round, planned),
-        &progress,
-    )
-    .await;
+    let searched = search::search(&plan, started, probe, &progress).await;
     progress.clear();
     let wall = started.elapsed();
     let (probes, rounds) = (searched.probes, searched.rounds);
     let bracket = Bracket::of(&probes);
     if bracket.kept.is_none() && bracket.lost.is_none() {
-        let why = probes
-            .iter()
-            .find_map(|p| p.error.clone())
-            .unwrap_or_else(|| "no probe finished".into());
-        eprintln!("connpool probe: cannot measure: every probe failed ({why})");
-        return ExitCode::FAILURE;
+        return every_probe_failed(&probes);
     }
     let report = report(args, &probes, bracket, hint, rounds, wall);
-    if args.json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(json) => println!("{json}"),
-            Err(err) => {
-                eprintln!("connpool probe: cannot write the report: {err}");
-                return ExitCode::FAILURE;
-            }
-        }
-    } else {
-        print!("{}", format_report(&report, &probes));
-    }
-    ExitCode::SUCCESS
+    print_report(&report, args.json, || format_report(&report, &probes))
 }
 
 fn report(
@@ -390,10 +323,7 @@ fn report(
         mode: "path_idle",
         max_wait_ms: ms(max_wait),
         behaviour,
-        bracket_ms: BracketMs {
-            kept: bracket.kept.map(ms),
-            lost: bracket.lost.map(|(at, _)| ms(at)),
-        },
+        bracket_ms: bracket.in_ms(),
         tolerance_ms: ms(bracket.tolerance()),
         converged: bracket.converged(),
         server_idle_close_ms: (behaviour == "server_closed")
@@ -425,13 +355,7 @@ fn report(
 /// into a configuration file.
 fn suggestion(limit: Duration) -> Duration {
     let target = limit.mul_f64(SAFETY_FACTOR);
-    let unit = if target >= Duration::from_secs(10) {
-        Duration::from_secs(1)
-    } else if target >= Duration::from_secs(1) {
-        Duration::from_millis(100)
-    } else {
-        Duration::from_millis(10)
-    };
+    let unit = typed_step(target);
     let units = (target.as_nanos() / unit.as_nanos()).max(1) as u32;
     unit * units
 }
@@ -575,15 +499,7 @@ fn format_report(r: &Report, probes: &[Probe]) -> String {
             "the server advertises Keep-Alive: timeout={hint} (not obeyed while probing)"
         );
     }
-    let _ = write!(
-        out,
-        "{} {} in {} {}, {:.1} s",
-        r.probes_run,
-        if r.probes_run == 1 { "probe" } else { "probes" },
-        r.rounds,
-        if r.rounds == 1 { "round" } else { "rounds" },
-        r.wall_time_s
-    );
+    out.push_str(&tally(r.probes_run, r.rounds, r.wall_time_s));
     if !r.converged {
         let _ = write!(
             out,

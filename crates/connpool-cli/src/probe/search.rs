@@ -3,15 +3,16 @@
 //!
 //! What a mode brings (see [`path_idle`](super::path_idle) and
 //! [`server`](super::server)): how one probe's client is configured, what
-//! its outcomes mean ([`Outcome`]), the idle times of round 1 (the
-//! [`Plan`]'s grid), and its words. What lives here:
+//! its outcomes mean and what they are called ([`Outcome`]), the idle times
+//! of round 1 (the [`Plan`]'s grid), and its words. What lives here:
 //!
-//! * [`idle_then_request`]: the skeleton of one probe. A GET (which opens
-//!   the connection) read to its end, so the connection goes back to the
-//!   pool; `planned` idle; a second GET, which the pool sends on that same
-//!   connection if it still can. The idle time reported is measured (from
-//!   the end of the first response to the second request's send), not the
-//!   planned one.
+//! * [`probe`]: one probe. A GET (which opens the connection) read to its
+//!   end, so the connection goes back to the pool; `planned` idle; a second
+//!   GET, which the pool sends on that same connection if it still can. The
+//!   idle time reported is measured (from the end of the first response to
+//!   the second request's send), not the planned one. What the pool found
+//!   at checkout decides the outcome first, else how the second request
+//!   ended ([`Failure`]); the mode names either.
 //! * [`Bracket`]: what the probes so far say, `(longest idle kept,
 //!   shortest idle lost]`, and the [`tolerance`] it must reach:
 //!   `max(5 % of its lower end, 50 ms)`.
@@ -53,16 +54,18 @@
 use std::fmt::Write as _;
 use std::future::Future;
 use std::io::IsTerminal as _;
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use connpool::Error;
 use connpool::http::{Client, KeepAliveHint};
+use connpool::{Error, ErrorKind};
 use http::Uri;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
 use tokio::task::{AbortHandle, JoinSet};
 
-use super::format_duration;
+use super::{format_duration, ms};
 
 /// The narrowest bracket worth measuring.
 pub(super) const MIN_TOLERANCE: Duration = Duration::from_millis(50);
@@ -76,13 +79,66 @@ const MAX_ROUNDS: u32 = 3;
 
 /// What one probe found, in a mode's own words.
 pub(super) trait Outcome: Copy + Eq + std::fmt::Debug + Send + 'static {
-    /// The connection survived the idle time.
-    fn kept(self) -> bool;
-    /// The connection did not survive the idle time. (An outcome that is
-    /// neither kept nor lost says nothing: a failed probe.)
-    fn lost(self) -> bool;
+    /// Answered on the reused connection: it survived the idle time.
+    const KEPT: Self;
+    /// The probe failed for another reason, and says nothing.
+    const FAILED: Self;
+
     /// A short lowercase word for the JSON report.
     fn as_str(self) -> &'static str;
+
+    /// What the pool found at the second request's checkout, from
+    /// `client`'s evictions: the idle connection already closed (how, and
+    /// when the server closed it if the pool learned that), or `None` when
+    /// it was there to be used.
+    fn at_checkout(client: &Client, url: &Uri) -> Option<(Self, Option<Duration>)>;
+
+    /// The name of `failure`, the end of a second request sent on the
+    /// reused connection.
+    fn failed_with(failure: Failure) -> Self;
+
+    /// The connection survived the idle time.
+    fn kept(self) -> bool {
+        self == Self::KEPT
+    }
+
+    /// The connection did not survive the idle time: every outcome but
+    /// [`KEPT`](Self::KEPT) and [`FAILED`](Self::FAILED), which says
+    /// nothing.
+    fn lost(self) -> bool {
+        self != Self::KEPT && self != Self::FAILED
+    }
+}
+
+/// How a second request on the reused connection failed, in the terms
+/// both modes share (each names them in its own words).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Failure {
+    /// [`ErrorKind::DeadPath`]: nothing of the request was acknowledged
+    /// and the kernel's retransmissions went unanswered.
+    DeadPath,
+    /// A reset, or a broken pipe, after the request was written.
+    Reset,
+    /// EOF before any response byte: a close crossed the request.
+    Eof,
+    /// No answer within the request timeout (or the kernel gave up on the
+    /// unacknowledged request), without proof of a dead path.
+    NoAnswer,
+    /// Anything else: the probe says nothing.
+    Other,
+}
+
+impl Failure {
+    fn of(err: &Error) -> Failure {
+        match err.kind() {
+            ErrorKind::DeadPath => Failure::DeadPath,
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => Failure::Reset,
+            ErrorKind::UnexpectedEof => Failure::Eof,
+            ErrorKind::ResponseHeaderTimeout | ErrorKind::RequestTimeout => Failure::NoAnswer,
+            ErrorKind::Io if kernel_timed_out(err) => Failure::NoAnswer,
+            _ => Failure::Other,
+        }
+    }
 }
 
 /// One probe, done.
@@ -135,39 +191,79 @@ pub(super) async fn exchange(client: &Client, url: &Uri) -> Result<KeepAliveHint
 
 /// The request before the search, on `client`: can the server be
 /// reached, and does it keep connections open? Returns its `Keep-Alive`
-/// hint.
-pub(super) async fn preflight(client: &Client, url: &Uri) -> Result<KeepAliveHint, String> {
-    let hint = exchange(client, url)
-        .await
-        .map_err(|err| format!("cannot measure: the request to {url} failed: {err}"))?;
-    if client.stats().counters.returned == 0 {
-        return Err(format!(
+/// hint; `None` when it cannot measure, once it said why on stderr.
+pub(super) async fn preflight(
+    client: &Client,
+    url: &Uri,
+    progress: &Progress,
+) -> Option<KeepAliveHint> {
+    progress.message(format!("connecting to {url}"));
+    let message = match exchange(client, url).await {
+        Ok(hint) if client.stats().counters.returned > 0 => return Some(hint),
+        Ok(_) => format!(
             "cannot measure: {url} does not keep connections open (it closed the \
              connection after the response, or said `Connection: close`), so no \
              connection ever sits idle"
-        ));
+        ),
+        Err(err) => format!("cannot measure: the request to {url} failed: {err}"),
+    };
+    progress.clear();
+    eprintln!("connpool probe: {message}");
+    None
+}
+
+/// One probe on `client`, which holds one connection at most: a GET,
+/// `planned` idle, a GET on the same connection, and what that found.
+pub(super) async fn probe<O: Outcome>(
+    client: &Client,
+    url: &Uri,
+    round: u32,
+    planned: Duration,
+) -> Probe<O> {
+    let mut probe = Probe::new(round, planned, O::FAILED);
+    let reuse = match idle_then_request(client, url, planned).await {
+        Ok(reuse) => reuse,
+        Err(why) => {
+            probe.error = Some(why);
+            return probe;
+        }
+    };
+    probe.idle = reuse.idle;
+    probe.answered_in = reuse.answered_in;
+    if let Some((closed, closed_after)) = O::at_checkout(client, url) {
+        // Found closed at checkout: whatever the new connection did.
+        probe.outcome = closed;
+        probe.server_closed_after = closed_after;
+        return probe;
     }
-    Ok(hint)
+    probe.outcome = match reuse.second {
+        Ok(true) => O::KEPT,
+        Ok(false) => {
+            probe.error = Some("answered on a new connection, for no reason the pool saw".into());
+            O::FAILED
+        }
+        Err(err) => {
+            probe.error = Some(err.to_string());
+            O::failed_with(Failure::of(&err))
+        }
+    };
+    probe
 }
 
 /// The second request of a probe, and when.
-pub(super) struct Reuse {
+struct Reuse {
     /// From the end of the first response to the second request's send.
-    pub(super) idle: Duration,
+    idle: Duration,
     /// From the second request's send to its outcome.
-    pub(super) answered_in: Duration,
+    answered_in: Duration,
     /// Whether the answer came on the reused connection, or what failed.
-    pub(super) second: Result<bool, Error>,
+    second: Result<bool, Error>,
 }
 
 /// One probe's requests on `client` (one connection at most): a GET, the
 /// idle time, a GET. `Err` says why the probe could not even start: the
 /// first request failed, or its connection was not kept.
-pub(super) async fn idle_then_request(
-    client: &Client,
-    url: &Uri,
-    planned: Duration,
-) -> Result<Reuse, String> {
+async fn idle_then_request(client: &Client, url: &Uri, planned: Duration) -> Result<Reuse, String> {
     if let Err(err) = exchange(client, url).await {
         return Err(format!("the first request failed: {err}"));
     }
@@ -197,7 +293,7 @@ pub(super) async fn idle_then_request(
 
 /// Whether `err` is the kernel giving up on unacknowledged data
 /// (`ETIMEDOUT`, after the `TCP_USER_TIMEOUT`).
-pub(super) fn kernel_timed_out(err: &Error) -> bool {
+fn kernel_timed_out(err: &Error) -> bool {
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
@@ -261,6 +357,33 @@ impl<O: Outcome> Bracket<O> {
         let idles = fill(self.kept.unwrap_or_default(), lost);
         (!idles.is_empty()).then_some(idles)
     }
+
+    /// The bracket as the JSON reports give it.
+    pub(super) fn in_ms(&self) -> BracketMs {
+        BracketMs {
+            kept: self.kept.map(ms),
+            lost: self.lost.map(|(at, _)| ms(at)),
+        }
+    }
+}
+
+/// The longest idle time after which the connection still worked, the
+/// shortest after which it did not (`null`: none), in ms.
+#[derive(Serialize)]
+pub(super) struct BracketMs {
+    kept: Option<u64>,
+    lost: Option<u64>,
+}
+
+/// When no probe said anything (every one failed): says so on stderr,
+/// with the first error met, and returns the exit status for it.
+pub(super) fn every_probe_failed<O>(probes: &[Probe<O>]) -> ExitCode {
+    let why = probes
+        .iter()
+        .find_map(|p| p.error.clone())
+        .unwrap_or_else(|| "no probe finished".into());
+    eprintln!("connpool probe: cannot measure: every probe failed ({why})");
+    ExitCode::FAILURE
 }
 
 /// The width the search aims for when the longest idle time kept is
@@ -294,6 +417,8 @@ pub(super) fn fill(kept: Duration, lost: Duration) -> Vec<Duration> {
 
 /// What a search is to do.
 pub(super) struct Plan {
+    /// The URL every probe requests.
+    pub(super) url: Uri,
     /// Round 1's idle times, ascending; the last is `max_wait`.
     pub(super) grid: Vec<Duration>,
     /// `--max-wait`: no round starts that would end past three times it.
@@ -309,9 +434,9 @@ pub(super) struct Searched<O> {
     pub(super) rounds: u32,
 }
 
-/// Runs the search of `plan`; `probe(round, planned idle)` is one probe.
-/// `started` is when the run began (the three-times-`max_wait` bound
-/// counts from there).
+/// Runs the search of `plan`; `probe(url, round, planned idle)` is one
+/// probe. `started` is when the run began (the three-times-`max_wait`
+/// bound counts from there).
 pub(super) async fn search<O, F, Fut>(
     plan: &Plan,
     started: Instant,
@@ -320,9 +445,11 @@ pub(super) async fn search<O, F, Fut>(
 ) -> Searched<O>
 where
     O: Outcome,
-    F: Fn(u32, Duration) -> Fut,
+    F: Fn(Uri, u32, Duration) -> Fut,
     Fut: Future<Output = Probe<O>> + Send + 'static,
 {
+    // A probe runs as a task of its own, with its own copy of the URL.
+    let probe = |round: u32, planned: Duration| probe(plan.url.clone(), round, planned);
     let mut probes: Vec<Probe<O>> = Vec::new();
     let mut idles = plan.grid.clone();
     let mut rounds = 0;
@@ -560,14 +687,16 @@ mod tests {
     }
 
     impl Outcome for Seen {
-        fn kept(self) -> bool {
-            self == Seen::Kept
-        }
-        fn lost(self) -> bool {
-            self == Seen::Lost
-        }
+        const KEPT: Seen = Seen::Kept;
+        const FAILED: Seen = Seen::Failed;
         fn as_str(self) -> &'static str {
             "test"
+        }
+        fn at_checkout(_: &Client, _: &Uri) -> Option<(Seen, Option<Duration>)> {
+            None
+        }
+        fn failed_with(_: Failure) -> Seen {
+            Seen::Lost
         }
     }
 

@@ -158,16 +158,19 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use connpool::EvictReason;
 use connpool::http::{Client, ClientConfig, KeepAliveHint, ReplayPolicy};
-use connpool::{ErrorKind, EvictReason};
-use http::{HeaderMap, HeaderValue, Uri};
+use http::{HeaderMap, Uri};
 use serde::Serialize;
 
 use super::search::{
-    self, Bracket, Outcome as _, Plan, Progress, idle_then_request, kernel_timed_out, preflight,
+    self, Bracket, BracketMs, Failure, Outcome as _, Plan, Progress, every_probe_failed, preflight,
     tolerance,
 };
-use super::{ProbeArgs, format_duration, format_setting, ms};
+use super::{
+    ProbeArgs, format_duration, format_setting, ms, one_connection_config, print_report, tally,
+    typed_step,
+};
 
 /// Bounds each request: connecting, writing, waiting for the head,
 /// reading the body.
@@ -214,13 +217,8 @@ enum Outcome {
 }
 
 impl search::Outcome for Outcome {
-    fn kept(self) -> bool {
-        self == Outcome::Kept
-    }
-
-    fn lost(self) -> bool {
-        !matches!(self, Outcome::Kept | Outcome::Failed)
-    }
+    const KEPT: Outcome = Outcome::Kept;
+    const FAILED: Outcome = Outcome::Failed;
 
     fn as_str(self) -> &'static str {
         match self {
@@ -232,6 +230,33 @@ impl search::Outcome for Outcome {
             Outcome::Dropped => "dropped",
             Outcome::NoAnswer => "no_answer",
             Outcome::Failed => "failed",
+        }
+    }
+
+    fn at_checkout(client: &Client, url: &Uri) -> Option<(Outcome, Option<Duration>)> {
+        let counters = client.stats().counters;
+        let evicted = |reason| counters.evicted(reason) > 0;
+        if evicted(EvictReason::ServerClosed) {
+            // Dated by the kernel (unless under the learner's 100 ms floor).
+            Some((Outcome::Fin, client.learned_idle_timeout(url.clone())))
+        } else if evicted(EvictReason::ServerReset) {
+            Some((Outcome::Rst, None))
+        } else if evicted(EvictReason::UnexpectedData) {
+            Some((Outcome::Unsolicited, None))
+        } else if evicted(EvictReason::DeadPath) {
+            Some((Outcome::Dropped, None))
+        } else {
+            None
+        }
+    }
+
+    fn failed_with(failure: Failure) -> Outcome {
+        match failure {
+            Failure::DeadPath => Outcome::Dropped,
+            Failure::Reset => Outcome::Rst,
+            Failure::Eof => Outcome::ClosedOnRequest,
+            Failure::NoAnswer => Outcome::NoAnswer,
+            Failure::Other => Outcome::Failed,
         }
     }
 }
@@ -262,30 +287,15 @@ impl Outcome {
 /// One probe, done.
 type Probe = search::Probe<Outcome>;
 
-fn user_agent() -> Option<HeaderValue> {
-    Some(HeaderValue::from_static(concat!(
-        "connpool-probe/",
-        env!("CARGO_PKG_VERSION")
-    )))
-}
-
 /// A client for one idle probe; see the module docs for each setting.
 fn probe_client() -> Client {
     Client::builder()
         .config(ClientConfig {
-            pool_idle_timeout: None,
-            max_lifetime: None,
-            max_conns_per_host: 1,
-            connect_timeout: REQUEST_TIMEOUT,
-            response_header_timeout: Some(REQUEST_TIMEOUT),
-            timeout: Some(REQUEST_TIMEOUT),
-            obey_keep_alive_hint: false,
             learn_idle_timeout: true,
             replay: ReplayPolicy::never(),
-            user_agent: user_agent(),
             // TCP keepalive, the user timeout and the dead-path check stay
             // connpool's defaults.
-            ..ClientConfig::default()
+            ..one_connection_config(REQUEST_TIMEOUT)
         })
         .build()
 }
@@ -296,70 +306,15 @@ fn probe_client() -> Client {
 fn limit_client() -> Client {
     Client::builder()
         .config(ClientConfig {
-            pool_idle_timeout: None,
-            max_lifetime: None,
-            max_conns_per_host: 1,
-            connect_timeout: REQUEST_TIMEOUT,
-            response_header_timeout: Some(REQUEST_TIMEOUT),
-            timeout: Some(REQUEST_TIMEOUT),
-            obey_keep_alive_hint: false,
             learn_idle_timeout: false,
-            user_agent: user_agent(),
-            ..ClientConfig::default()
+            ..one_connection_config(REQUEST_TIMEOUT)
         })
         .build()
 }
 
-/// One probe: a request, `planned` idle, a request on the same connection.
+/// One idle probe (see [`search::probe`]), on a client of its own.
 async fn probe(url: Uri, round: u32, planned: Duration) -> Probe {
-    let mut probe = Probe::new(round, planned, Outcome::Failed);
-    let client = probe_client();
-    let reuse = match idle_then_request(&client, &url, planned).await {
-        Ok(reuse) => reuse,
-        Err(why) => {
-            probe.error = Some(why);
-            return probe;
-        }
-    };
-    probe.idle = reuse.idle;
-    probe.answered_in = reuse.answered_in;
-    let counters = client.stats().counters;
-    let evicted = |reason| counters.evicted(reason) > 0;
-    probe.outcome = if evicted(EvictReason::ServerClosed) {
-        // Dated by the kernel (unless under the learner's 100 ms floor).
-        probe.server_closed_after = client.learned_idle_timeout(url);
-        Outcome::Fin
-    } else if evicted(EvictReason::ServerReset) {
-        Outcome::Rst
-    } else if evicted(EvictReason::UnexpectedData) {
-        Outcome::Unsolicited
-    } else if evicted(EvictReason::DeadPath) {
-        Outcome::Dropped
-    } else {
-        match reuse.second {
-            Ok(true) => Outcome::Kept,
-            Ok(false) => {
-                probe.error =
-                    Some("answered on a new connection, for no reason the pool saw".into());
-                Outcome::Failed
-            }
-            Err(err) => {
-                let outcome = match err.kind() {
-                    ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => Outcome::Rst,
-                    ErrorKind::UnexpectedEof => Outcome::ClosedOnRequest,
-                    ErrorKind::DeadPath => Outcome::Dropped,
-                    ErrorKind::ResponseHeaderTimeout | ErrorKind::RequestTimeout => {
-                        Outcome::NoAnswer
-                    }
-                    ErrorKind::Io if kernel_timed_out(&err) => Outcome::NoAnswer,
-                    _ => Outcome::Failed,
-                };
-                probe.error = Some(err.to_string());
-                outcome
-            }
-        }
-    };
-    probe
+    search::probe(&probe_client(), &url, round, planned).await
 }
 
 /// Just past `value`: 2 %, at least 20 ms, in whole ms.
@@ -629,12 +584,15 @@ impl IdleFinding {
     }
 }
 
-/// What the `Keep-Alive` header said, and whether it is true.
-#[derive(Debug, Default)]
+/// What the `Keep-Alive` header said, and whether it is true. The JSON
+/// report gives the checks as they are (see [`KeepAliveReport`]).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
 struct KeepAliveFinding {
+    #[serde(skip)]
     hint: KeepAliveHint,
     /// Whether `max` counts down the remaining requests (Apache).
     max_counts_down: Option<bool>,
+    /// `null` when not advertised or not checked.
     timeout_true: Option<bool>,
     /// Measured minus advertised.
     timeout_difference_ms: Option<i64>,
@@ -701,13 +659,7 @@ impl KeepAliveFinding {
 fn recommended(limit: Duration) -> Duration {
     let margin = limit.mul_f64(MARGIN_FRACTION).max(MARGIN_MIN);
     let target = limit.saturating_sub(margin).max(limit / 2);
-    let unit = if target >= Duration::from_secs(10) {
-        Duration::from_secs(1)
-    } else if target >= Duration::from_secs(1) {
-        Duration::from_millis(100)
-    } else {
-        Duration::from_millis(10)
-    };
+    let unit = typed_step(target);
     // A close dated by the kernel comes out a tick or two early (4 ms at
     // 250 Hz, 10 ms at 100 Hz): without this slack, a server closing at
     // 3 s measured as 2.996 s would get 1.9 s rather than 2 s.
@@ -726,34 +678,42 @@ fn recommended(limit: Duration) -> Duration {
     unit * units
 }
 
-/// `Duration::from_secs(4)`, `Duration::from_millis(1500)`.
-fn rust_duration(d: Duration) -> String {
+/// `d` written with `secs` when it is whole seconds, else with `millis`:
+/// how the configuration languages below write a duration.
+fn secs_or_millis(
+    d: Duration,
+    secs: impl FnOnce(u64) -> String,
+    millis: impl FnOnce(u64) -> String,
+) -> String {
     let ms = ms(d);
     if ms % 1000 == 0 {
-        format!("Duration::from_secs({})", ms / 1000)
+        secs(ms / 1000)
     } else {
-        format!("Duration::from_millis({ms})")
+        millis(ms)
     }
+}
+
+/// `Duration::from_secs(4)`, `Duration::from_millis(1500)`.
+fn rust_duration(d: Duration) -> String {
+    secs_or_millis(
+        d,
+        |s| format!("Duration::from_secs({s})"),
+        |ms| format!("Duration::from_millis({ms})"),
+    )
 }
 
 /// `4 * time.Second`, `1500 * time.Millisecond`.
 fn go_duration(d: Duration) -> String {
-    let ms = ms(d);
-    if ms % 1000 == 0 {
-        format!("{} * time.Second", ms / 1000)
-    } else {
-        format!("{ms} * time.Millisecond")
-    }
+    secs_or_millis(
+        d,
+        |s| format!("{s} * time.Second"),
+        |ms| format!("{ms} * time.Millisecond"),
+    )
 }
 
 /// `4s`, `1500ms`.
 fn nginx_duration(d: Duration) -> String {
-    let ms = ms(d);
-    if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
+    secs_or_millis(d, |s| format!("{s}s"), |ms| format!("{ms}ms"))
 }
 
 /// `host:port` of the URL, for an nginx `server` line.
@@ -924,28 +884,14 @@ struct IdleReport {
     converged: bool,
 }
 
-/// The longest idle time after which the connection still worked, the
-/// shortest after which it did not (`null`: none).
-#[derive(Serialize)]
-struct BracketMs {
-    kept: Option<u64>,
-    lost: Option<u64>,
-}
-
 #[derive(Serialize)]
 struct KeepAliveReport {
     advertised: bool,
     timeout_s: Option<u64>,
     max: Option<u32>,
-    max_counts_down: Option<bool>,
-    /// `null` when not advertised or not checked.
-    timeout_true: Option<bool>,
-    /// Measured minus advertised.
-    timeout_difference_ms: Option<i64>,
-    promised_requests: Option<u64>,
-    max_true: Option<bool>,
-    /// Measured minus promised.
-    max_difference: Option<i64>,
+    /// Whether it is true.
+    #[serde(flatten)]
+    checked: KeepAliveFinding,
 }
 
 #[derive(Serialize)]
@@ -984,28 +930,17 @@ pub async fn run(args: &ProbeArgs) -> ExitCode {
     let started = Instant::now();
     let max_wait = args.max_wait();
     let progress = Progress::new(args.json);
-    progress.message(format!("connecting to {}", args.url));
-    let hint = match preflight(&probe_client(), &args.url).await {
-        Ok(hint) => hint,
-        Err(message) => {
-            progress.clear();
-            eprintln!("connpool probe: {message}");
-            return ExitCode::FAILURE;
-        }
+    let Some(hint) = preflight(&probe_client(), &args.url, &progress).await else {
+        return ExitCode::FAILURE;
     };
 
     let plan = Plan {
+        url: args.url.clone(),
         grid: grid(max_wait, hint.timeout),
         max_wait,
         stop_when_dated: true,
     };
-    let url = args.url.clone();
-    let idle_search = search::search(
-        &plan,
-        started,
-        |round, planned| probe(url.clone(), round, planned),
-        &progress,
-    );
+    let idle_search = search::search(&plan, started, probe, &progress);
     let counting = request_limit(&args.url, args.max_requests, started + max_wait, &progress);
     let (searched, limit) = tokio::join!(idle_search, counting);
     progress.clear();
@@ -1021,13 +956,7 @@ pub async fn run(args: &ProbeArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let Some(idle) = IdleFinding::of(&searched.probes) else {
-        let why = searched
-            .probes
-            .iter()
-            .find_map(|p| p.error.clone())
-            .unwrap_or_else(|| "no probe finished".into());
-        eprintln!("connpool probe: cannot measure: every probe failed ({why})");
-        return ExitCode::FAILURE;
+        return every_probe_failed(&searched.probes);
     };
     let keep_alive = KeepAliveFinding::of(hint, &idle, &limit);
     let report = report(
@@ -1039,18 +968,7 @@ pub async fn run(args: &ProbeArgs) -> ExitCode {
         &limit,
         wall,
     );
-    if args.json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(json) => println!("{json}"),
-            Err(err) => {
-                eprintln!("connpool probe: cannot write the report: {err}");
-                return ExitCode::FAILURE;
-            }
-        }
-    } else {
-        print!("{}", format_report(&report));
-    }
-    ExitCode::SUCCESS
+    print_report(&report, args.json, || format_report(&report))
 }
 
 fn report(
@@ -1091,10 +1009,7 @@ fn report(
                 .map(ms),
             close_mode: idle.close.and_then(Outcome::close_mode),
             dated: idle.dated,
-            bracket_ms: BracketMs {
-                kept: idle.bracket.kept.map(ms),
-                lost: idle.bracket.lost.map(|(at, _)| ms(at)),
-            },
+            bracket_ms: idle.bracket.in_ms(),
             tolerance_ms: ms(idle.tolerance()),
             converged: idle.converged,
         },
@@ -1102,12 +1017,7 @@ fn report(
             advertised: keep_alive.hint != KeepAliveHint::default(),
             timeout_s: keep_alive.hint.timeout.map(|t| t.as_secs()),
             max: keep_alive.hint.max,
-            max_counts_down: keep_alive.max_counts_down,
-            timeout_true: keep_alive.timeout_true,
-            timeout_difference_ms: keep_alive.timeout_difference_ms,
-            promised_requests: keep_alive.promised_requests,
-            max_true: keep_alive.max_true,
-            max_difference: keep_alive.max_difference,
+            checked: *keep_alive,
         },
         request_limit: LimitReport {
             ended: limit.end.as_str(),
@@ -1334,15 +1244,7 @@ fn format_report(r: &Report) -> String {
     for note in &rec.notes {
         let _ = writeln!(out, "  note: {note}");
     }
-    let _ = write!(
-        out,
-        "{} {} in {} {}, {:.1} s",
-        r.probes_run,
-        if r.probes_run == 1 { "probe" } else { "probes" },
-        r.rounds,
-        if r.rounds == 1 { "round" } else { "rounds" },
-        r.wall_time_s
-    );
+    out.push_str(&tally(r.probes_run, r.rounds, r.wall_time_s));
     if r.inconsistent_probes > 0 {
         let _ = write!(
             out,
@@ -1365,6 +1267,8 @@ fn format_report(r: &Report) -> String {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
 
     fn ms(n: u64) -> Duration {
