@@ -304,8 +304,9 @@ impl fmt::Display for Undrained {
             f,
             "The naive client parks a connection whose body was dropped (Go's transport without\n\
              resp.Body.Close()): open, never reused, so the next request opens another. connpool\n\
-             drains a dropped body of at most {} in the background and reuses the connection,\n\
-             and closes one with more to read: nothing is left open.",
+             reuses the connection when the rest of a dropped body is at most {} (already\n\
+             in its buffer, or drained in the background) and closes one with more to read:\n\
+             nothing is left open.",
             size(self.drain_max_bytes)
         )
     }
