@@ -57,7 +57,8 @@ pub enum ErrorKind {
     /// The connection ended after the response began but before it was
     /// complete: in the head, or before the body's declared end.
     IncompleteResponse,
-    /// The URL cannot be requested: not `http`, no host, a bad port.
+    /// The URL cannot be requested: not `http` or `https`, no host, a bad
+    /// port, a host that is not a valid TLS server name.
     InvalidUrl,
     /// The request cannot be written: a header or target that would break
     /// framing (CR, LF, NUL), or a body whose length contradicts its header.
@@ -71,6 +72,20 @@ pub enum ErrorKind {
     /// went unanswered (a middlebox that forgot the flow and drops its
     /// packets, a peer that vanished). See [`Error::delivery`].
     DeadPath,
+    /// TLS: the server's certificate was refused (unknown issuer, expired,
+    /// not valid for the host name, …). A connect error: nothing was sent.
+    TlsCertificate,
+    /// TLS: the handshake failed for another reason: an alert from the
+    /// server (a client certificate it requires and did not get, or
+    /// refused), no protocol version or cipher suite in common, a server
+    /// that does not speak TLS. A connect error: nothing was sent.
+    TlsHandshake,
+    /// TLS: an error after the handshake: a bad record, a decryption
+    /// failure, an unexpected message.
+    TlsProtocol,
+    /// TLS: the settings could not be built (no root to trust, a client
+    /// certificate or key rustls refuses).
+    TlsConfig,
     /// Any other I/O error.
     Io,
 }
@@ -104,6 +119,10 @@ impl ErrorKind {
             ErrorKind::RequestBody => "request_body",
             ErrorKind::Decode => "decode",
             ErrorKind::DeadPath => "dead_path",
+            ErrorKind::TlsCertificate => "tls_certificate",
+            ErrorKind::TlsHandshake => "tls_handshake",
+            ErrorKind::TlsProtocol => "tls_protocol",
+            ErrorKind::TlsConfig => "tls_config",
             ErrorKind::Io => "io",
         }
     }
@@ -243,7 +262,11 @@ impl Error {
 
     /// Classifies an I/O error from an established connection: `EPIPE`
     /// becomes [`ErrorKind::BrokenPipe`], `ECONNRESET`/`ECONNABORTED`
-    /// [`ErrorKind::ConnectionReset`], EOF [`ErrorKind::UnexpectedEof`].
+    /// [`ErrorKind::ConnectionReset`], EOF [`ErrorKind::UnexpectedEof`]
+    /// (under TLS too: a server's `close_notify` or a FIN without one), a
+    /// TLS error after the handshake [`ErrorKind::TlsProtocol`] (or
+    /// [`ErrorKind::TlsHandshake`] for a server's late refusal of the
+    /// client's certificate).
     ///
     /// ```
     /// use std::io;
@@ -251,6 +274,9 @@ impl Error {
     /// assert_eq!(err.kind(), connpool::ErrorKind::ConnectionReset);
     /// ```
     pub fn from_io(err: io::Error) -> Error {
+        if let Some(tls) = crate::tls::rustls_error(&err) {
+            return Error::bare(crate::tls::classify(tls, false)).with_source(err);
+        }
         let kind = match err.kind() {
             io::ErrorKind::BrokenPipe => ErrorKind::BrokenPipe,
             io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
@@ -278,6 +304,19 @@ impl Error {
             _ => ErrorKind::Connect,
         };
         Error::bare(kind).with_source(err)
+    }
+
+    /// Classifies an I/O error of a TLS handshake: a refused certificate
+    /// is [`ErrorKind::TlsCertificate`], anything else
+    /// [`ErrorKind::TlsHandshake`] (a connect error either way).
+    pub(crate) fn from_tls_handshake_io(err: io::Error) -> Error {
+        let kind = match crate::tls::rustls_error(&err) {
+            Some(tls) => crate::tls::classify(tls, true),
+            None => ErrorKind::TlsHandshake,
+        };
+        Error::bare(kind)
+            .with_message("the TLS handshake failed")
+            .with_source(err)
     }
 
     pub(crate) fn limit(
@@ -407,7 +446,12 @@ impl Error {
     }
 
     /// True when no connection could be opened (refused, timed out,
-    /// unresolvable, other connect failure).
+    /// unresolvable, other connect failure, a failed TLS handshake).
+    ///
+    /// ```
+    /// let err = connpool::Error::new(connpool::ErrorKind::TlsCertificate, "expired");
+    /// assert!(err.is_connect() && !err.may_have_been_processed());
+    /// ```
     pub fn is_connect(&self) -> bool {
         matches!(
             self.kind(),
@@ -415,6 +459,8 @@ impl Error {
                 | ErrorKind::ConnectTimeout
                 | ErrorKind::Connect
                 | ErrorKind::Resolve
+                | ErrorKind::TlsCertificate
+                | ErrorKind::TlsHandshake
         )
     }
 

@@ -13,6 +13,11 @@
 //! * [`tcp`] — a TCP manager and pool whose check is a non-blocking
 //!   `recv(MSG_PEEK)`: a FIN, an RST or stray bytes on an idle connection
 //!   are found before it is handed out.
+//! * [`http`] — an HTTP/1.1 (and HTTPS) client on that pool, whose
+//!   retry rules never surface the stale-connection race for a request
+//!   that is safe to send again, and never send one twice that is not.
+//! * [`tls`] — the TLS settings of HTTPS, and the identity that keeps
+//!   connections made with one setting from serving another.
 //! * [`Error`] — one error type whose [`ErrorKind`] says what failed and
 //!   whether it was the stale-connection race.
 //!
@@ -50,6 +55,7 @@ pub mod http;
 pub mod pool;
 mod sys;
 pub mod tcp;
+pub mod tls;
 
 pub use error::{Acknowledged, Delivery, Error, ErrorKind};
 pub use events::{CloseReason, Event, EventKind, EvictReason, Observer, WaitOutcome};

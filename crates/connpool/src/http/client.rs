@@ -36,6 +36,7 @@ use super::learn::IdleTimeoutLearner;
 use super::path::{self, Verdict};
 use super::replay::ReplayPolicy;
 use super::response::{Response, poll_fill, start_body};
+use super::stream::Stream;
 use super::trace::{TraceStep, Tracer};
 use super::watch::{Alarm, Watch, Watchdog};
 use super::wire::{self, BodyFraming, HeadLimits, ResponseHead};
@@ -176,6 +177,23 @@ impl ClientBuilder {
         trace_requests: bool;
     }
 
+    /// The TLS settings of this client's `https` requests (see
+    /// [`ClientConfig::tls`]); a request can override them with
+    /// [`RequestBuilder::tls`].
+    ///
+    /// ```
+    /// use connpool::http::Client;
+    /// use connpool::tls::TlsConfig;
+    /// let tls = TlsConfig::builder().build()?;
+    /// let client = Client::builder().tls(tls.clone()).build();
+    /// assert_eq!(client.config().tls.as_ref(), Some(&tls));
+    /// # Ok::<(), connpool::Error>(())
+    /// ```
+    pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Self {
+        self.config.tls = Some(tls);
+        self
+    }
+
     /// Receives every pool [`Event`](crate::Event): connects, reuses,
     /// returns, evictions and closes, with the connection ids that
     /// [`RequestTrace`](super::RequestTrace)s name.
@@ -287,7 +305,7 @@ impl Client {
     /// The idle timeout learned for the host of `url` from the closes the
     /// pool saw, if any (see [`ClientConfig::learn_idle_timeout`]).
     pub fn learned_idle_timeout(&self, url: impl IntoUrl) -> Option<Duration> {
-        let key = HostKey::from_uri(&url.into_uri().ok()?).ok()?;
+        let key = HostKey::build(&url.into_uri().ok()?, self.inner.config.tls.as_ref()).ok()?;
         self.inner.pool.manager().learner.learned(&key)
     }
 
@@ -302,6 +320,7 @@ impl Client {
                 body: Body::empty(),
                 timeout: None,
                 trace: false,
+                tls: None,
             }),
         }
     }
@@ -336,7 +355,8 @@ impl Client {
         self.request_builder(Method::DELETE, url)
     }
 
-    /// Sends an [`http::Request`]. Its URI must be absolute (`http://…`).
+    /// Sends an [`http::Request`]. Its URI must be absolute (`http://…` or
+    /// `https://…`, with the client's TLS settings).
     ///
     /// # Errors
     /// See [`RequestBuilder::send`].
@@ -352,6 +372,7 @@ impl Client {
             body: body.into(),
             timeout: None,
             trace: false,
+            tls: None,
         })
         .await
     }
@@ -389,7 +410,8 @@ impl Client {
     /// involved: a request that cannot be written fails with nothing sent.
     fn prepare(&self, parts: Parts) -> Result<Prepared, Error> {
         let config = &self.inner.config;
-        let key = HostKey::from_uri(&parts.uri)?;
+        let tls = parts.tls.as_ref().or(config.tls.as_ref());
+        let key = HostKey::build(&parts.uri, tls)?;
         let mut headers = parts.headers;
         if let Some(ua) = &self.inner.config.user_agent {
             if !headers.contains_key(header::USER_AGENT) {
@@ -468,13 +490,25 @@ impl Client {
                 }
                 Err(err) => err,
             };
+            if err.kind() == ErrorKind::TlsHandshake
+                && progress.attempts == 1
+                && !conn.is_reused()
+                && !progress.response_started
+            {
+                // The server refused the handshake (its verdict on the
+                // client's certificate arrives after the client's side of
+                // a TLS 1.3 handshake, at the first read): it reads no
+                // application data before that verdict, so the request
+                // was not processed. See `tls::is_handshake_alert`.
+                progress.ever_written = false;
+            }
             if matches!(
                 err.kind(),
                 ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
             ) && progress.written > 0
             {
                 let c: &HttpConn = &conn;
-                progress.delivery = Some(path::delivery(&c.stream, progress.written_for()));
+                progress.delivery = Some(path::delivery(c.stream.tcp(), progress.written_for()));
             }
             if self.should_retry(req, &err, progress) {
                 let elapsed = conn.idle_for() + conn.held_for();
@@ -484,7 +518,7 @@ impl Client {
                         .pool
                         .manager()
                         .learner
-                        .observe_fin(&req.key, &c.stream, elapsed);
+                        .observe_fin(&req.key, c.stream.tcp(), elapsed);
                 }
                 tracer.record(TraceStep::Retry { error: err.kind() });
                 let reason = match err.kind() {
@@ -541,6 +575,10 @@ impl Client {
         progress.write_started = crate::sys::coarse_monotonic_nanos();
         write_counted(&mut c.stream, &wire, progress).await?;
         self.write_body(c, req, progress).await?;
+        if c.stream.is_tls() {
+            // rustls may hold the last record until flushed.
+            flush_counted(&mut c.stream, progress).await?;
+        }
         tracer.record(TraceStep::WroteRequest {
             bytes: progress.written,
         });
@@ -688,11 +726,17 @@ fn record_got_conn(tracer: &Tracer, conn: &Conn) {
 
 /// Writes all of `bytes`, counting what the kernel accepted in `progress`
 /// (the retry rule needs "nothing was written" as a count, not a guess).
+///
+/// Under TLS a write counts the plaintext rustls took, which may still be
+/// in its buffer (counted as written: the safe side); and a write that
+/// fails may have put some ciphertext on the wire first, which the
+/// socket's own count ([`Stream::wire_written`]) reveals.
 async fn write_counted(
-    stream: &mut tokio::net::TcpStream,
+    stream: &mut Stream,
     mut bytes: &[u8],
     progress: &mut Progress,
 ) -> Result<(), Error> {
+    let wire_before = stream.wire_written();
     while !bytes.is_empty() {
         match stream.write(bytes).await {
             Ok(0) => {
@@ -706,10 +750,31 @@ async fn write_counted(
                 progress.ever_written = true;
                 bytes = &bytes[n..];
             }
-            Err(e) => return Err(Error::from_io(e)),
+            Err(e) => {
+                count_wire(stream, wire_before, progress);
+                return Err(Error::from_io(e));
+            }
         }
     }
     Ok(())
+}
+
+/// Flushes what rustls holds (TLS only), counted as [`write_counted`].
+async fn flush_counted(stream: &mut Stream, progress: &mut Progress) -> Result<(), Error> {
+    let wire_before = stream.wire_written();
+    stream.flush().await.map_err(|e| {
+        count_wire(stream, wire_before, progress);
+        Error::from_io(e)
+    })
+}
+
+/// Counts the bytes the socket took since `before` as written, if any.
+fn count_wire(stream: &Stream, before: u64, progress: &mut Progress) {
+    let sent = stream.wire_written().saturating_sub(before);
+    if sent > 0 {
+        progress.written += sent;
+        progress.ever_written = true;
+    }
 }
 
 /// Reads until a final response head is parsed; 1xx heads are skipped.
@@ -770,7 +835,7 @@ async fn read_head(
                         watch.limit().unwrap_or_default()
                     ),
                 ))),
-                Some(Alarm::Check) => match path::check(&c.stream, progress.written_for()) {
+                Some(Alarm::Check) => match path::check(c.stream.tcp(), progress.written_for()) {
                     Verdict::Dead(delivery) => {
                         progress.delivery = Some(delivery);
                         Poll::Ready(Err(Error::new(
@@ -819,6 +884,8 @@ pub(crate) struct Parts {
     body: Body,
     timeout: Option<Duration>,
     trace: bool,
+    /// The TLS settings of this request, instead of the client's.
+    tls: Option<crate::tls::TlsConfig>,
 }
 
 /// A validated request, encoded once and ready to be written (twice, if
@@ -1006,6 +1073,31 @@ impl RequestBuilder {
     pub fn timeout(self, timeout: Duration) -> Self {
         self.with(|parts| {
             parts.timeout = Some(timeout);
+            Ok(())
+        })
+    }
+
+    /// TLS settings for this request (when its URL is `https`), instead of
+    /// the client's. Its connections are pooled apart from those made
+    /// with other settings ([`HostKey`]).
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), connpool::Error> {
+    /// use connpool::tls::TlsConfig;
+    /// # let (chain, key) = (vec![], connpool::tls::rustls::pki_types::PrivateKeyDer::Pkcs8(vec![].into()));
+    /// let with_cert = TlsConfig::builder().client_cert(chain, key).build()?;
+    /// let client = connpool::http::Client::new();
+    /// let resp = client
+    ///     .get("https://mtls.example/")
+    ///     .tls(with_cert)
+    ///     .send()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn tls(self, tls: crate::tls::TlsConfig) -> Self {
+        self.with(|parts| {
+            parts.tls = Some(tls);
             Ok(())
         })
     }

@@ -133,6 +133,10 @@ pub struct ClientConfig {
     /// Record a [`RequestTrace`](super::RequestTrace) for every request.
     /// Default false.
     pub trace_requests: bool,
+    /// The TLS settings of `https` requests. Default `None`: the
+    /// process-wide [`TlsConfig::default`](crate::tls::TlsConfig::default)
+    /// (Mozilla's roots, verification on), built on first use.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for ClientConfig {
@@ -165,6 +169,7 @@ impl Default for ClientConfig {
             tcp_nodelay: true,
             user_agent: None,
             trace_requests: false,
+            tls: None,
         }
     }
 }

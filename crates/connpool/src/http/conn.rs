@@ -1,9 +1,15 @@
 //! The pooled HTTP/1.1 connection and the manager that opens and checks it.
 //!
 //! A [`HostKey`] is what makes two connections interchangeable: scheme,
-//! host and port. (TLS settings join it when HTTPS arrives.)
+//! host (which is also the TLS server name), port, and for `https` the
+//! identity of the [`TlsConfig`] (see [`crate::tls`] for why identity and
+//! not equality of settings). A plain key holds nothing more than it did
+//! before HTTPS, and the per-thread key cache (`last_key`) matches on the
+//! scheme and TLS identity as well as the authority.
 //!
-//! [`HttpConn`] is a TCP stream, a read buffer, and a little history. An
+//! [`HttpConn`] is a [`Stream`] (TCP, or TLS over TCP: the handshake runs
+//! in [`HttpManager::connect`], within the connect timeout), a read
+//! buffer, and a little history. An
 //! idle connection's read buffer is always empty — a connection goes back
 //! to the pool only at a message boundary with nothing left over, so any
 //! byte found on an idle connection is a byte nobody asked for — and it
@@ -12,7 +18,7 @@
 //!
 //! [`HttpManager::check`] runs at every checkout: the jittered lifetime,
 //! then the TCP peek (FIN, RST, stray bytes such as a server's unsolicited
-//! `408`). When the peek finds the server's FIN it also tells the
+//! `408`; under TLS, bytes go through rustls: see `stream.rs`). When the peek finds the server's FIN it also tells the
 //! [`IdleTimeoutLearner`] when the server closed, so the next connections
 //! to that host expire before the server's timer fires.
 
@@ -23,56 +29,119 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 
 use super::learn::IdleTimeoutLearner;
+use super::stream::{Stream, TcpIo};
 use crate::tcp::{self, Target, TcpConfig, TcpManager};
+use crate::tls::TlsConfig;
 use crate::{Error, ErrorKind, EvictReason, Manager};
 
-/// The pool key of the HTTP client: the origin a connection was opened to.
+/// The pool key of the HTTP client: the origin a connection was opened to
+/// and, for `https`, the TLS configuration it was opened with.
 ///
-/// Two requests share connections exactly when their keys are equal.
+/// Two requests share connections exactly when their keys are equal:
+///
+/// * the scheme (`http` or `https`): a plain connection never serves an
+///   `https` request, nor the reverse;
+/// * the host, as in the URL: it is also the TLS server name (SNI, and the
+///   name the certificate is verified for), so `https://localhost` and
+///   `https://127.0.0.1` never share a connection even to one server;
+/// * the port (80 or 443 when the URL names none);
+/// * for `https`, the [`TlsConfig`]'s identity: roots, client certificate
+///   and verification settings, compared as "the same built
+///   configuration" (see [`crate::tls`]).
 ///
 /// ```
 /// use connpool::http::HostKey;
 /// let key = HostKey::from_uri(&"http://example.com/a?b".parse().unwrap()).unwrap();
 /// assert_eq!((key.host(), key.port()), ("example.com", 80));
 /// assert_eq!(format!("{key:?}"), "http://example.com:80");
+///
+/// let tls = HostKey::from_uri(&"https://example.com/".parse().unwrap()).unwrap();
+/// assert_eq!(format!("{tls:?}"), "https://example.com:443");
+/// assert!(tls.is_https());
+/// assert_ne!(key, tls);
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct HostKey {
     /// `host:port`, in one allocation: the key compares and hashes it,
     /// the resolver reads it, the `Host` header is a slice of it.
     host_port: Arc<str>,
     host_len: usize,
     port: u16,
+    /// `None` for `http`; for `https` the TLS configuration, compared and
+    /// hashed by its identity. The scheme is this field: a plain key
+    /// carries nothing more than before HTTPS existed.
+    tls: Option<TlsConfig>,
+}
+
+impl std::hash::Hash for HostKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.host_port.hash(state);
+        self.port.hash(state);
+        // Plain keys hash exactly what they did before HTTPS.
+        if let Some(tls) = &self.tls {
+            tls.hash(state);
+        }
+    }
 }
 
 impl HostKey {
-    /// The key for a URI: it must be absolute, `http`, with a host.
+    /// The key for a URI: it must be absolute, `http` or `https`, with a
+    /// host. An `https` URI gets the process-wide default TLS settings
+    /// ([`TlsConfig::default`]); see [`HostKey::from_uri_with_tls`].
     ///
     /// # Errors
     /// [`ErrorKind::InvalidUrl`] naming what is missing or unsupported.
     pub fn from_uri(uri: &http::Uri) -> Result<HostKey, Error> {
+        HostKey::build(uri, None)
+    }
+
+    /// The key for a URI whose `https` connections use `tls` (an `http`
+    /// URI ignores it).
+    ///
+    /// ```
+    /// use connpool::http::HostKey;
+    /// use connpool::tls::TlsConfig;
+    /// let uri = "https://example.com/".parse().unwrap();
+    /// let tls = TlsConfig::builder().build()?;
+    /// let key = HostKey::from_uri_with_tls(&uri, &tls)?;
+    /// assert_eq!(key.tls(), Some(&tls));
+    /// assert_ne!(key, HostKey::from_uri(&uri)?, "another TLS configuration");
+    /// # Ok::<(), connpool::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`HostKey::from_uri`].
+    pub fn from_uri_with_tls(uri: &http::Uri, tls: &TlsConfig) -> Result<HostKey, Error> {
+        HostKey::build(uri, Some(tls))
+    }
+
+    pub(crate) fn build(uri: &http::Uri, tls: Option<&TlsConfig>) -> Result<HostKey, Error> {
         let invalid = |what: &str| Error::new(ErrorKind::InvalidUrl, format!("{what}: {uri}"));
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err(invalid("https is not supported yet")),
-            Some(_) => return Err(invalid("only http URLs can be requested")),
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            Some(_) => return Err(invalid("only http and https URLs can be requested")),
             None => return Err(invalid("the URL has no scheme (want http://host/...)")),
-        }
+        };
         let authority = uri
             .authority()
             .ok_or_else(|| invalid("the URL has no host"))?
             .as_str();
-        if let Some(key) = last_key::get(authority) {
+        let tls = if https {
+            Some(tls.cloned().unwrap_or_default())
+        } else {
+            None
+        };
+        if let Some(key) = last_key::get(authority, tls.as_ref()) {
             return Ok(key);
         }
         let host = uri.host().ok_or_else(|| invalid("the URL has no host"))?;
         if host.is_empty() {
             return Err(invalid("the URL has an empty host"));
         }
-        let port = uri.port_u16().unwrap_or(80);
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         // Built by hand: `format!` costs more than the rest of the key.
         let mut host_port = Vec::with_capacity(host.len() + 6);
         host_port.extend_from_slice(host.as_bytes());
@@ -83,25 +152,41 @@ impl HostKey {
             host_port: Arc::from(host_port),
             host_len: host.len(),
             port,
+            tls,
         };
         last_key::set(&key);
         Ok(key)
     }
 
-    /// The host, as in the URL (an IPv6 address keeps its brackets).
+    /// The host, as in the URL (an IPv6 address keeps its brackets). For
+    /// `https` it is also the TLS server name.
     pub fn host(&self) -> &str {
         &self.host_port[..self.host_len]
     }
 
-    /// The port (80 when the URL names none).
+    /// The port (80 for `http`, 443 for `https` when the URL names none).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Whether the scheme is `https`.
+    pub fn is_https(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The TLS configuration of an `https` key.
+    pub fn tls(&self) -> Option<&TlsConfig> {
+        self.tls.as_ref()
+    }
+
+    fn default_port(&self) -> u16 {
+        if self.tls.is_some() { 443 } else { 80 }
     }
 
     /// The value of the `Host` header: the port is left out when it is
     /// the default one.
     pub(crate) fn authority(&self) -> &str {
-        if self.port == 80 {
+        if self.port == self.default_port() {
             self.host()
         } else {
             &self.host_port
@@ -111,7 +196,11 @@ impl HostKey {
 
 impl fmt::Debug for HostKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}", self.host_port)
+        match &self.tls {
+            None => write!(f, "http://{}", self.host_port),
+            Some(tls) if tls.id() == 0 => write!(f, "https://{}", self.host_port),
+            Some(tls) => write!(f, "https://{} (tls #{})", self.host_port, tls.id()),
+        }
     }
 }
 
@@ -129,7 +218,7 @@ impl Target for HostKey {
 
 /// A pooled HTTP/1.1 connection.
 pub(crate) struct HttpConn {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Stream,
     /// Bytes read but not yet consumed. Empty whenever the connection is
     /// idle.
     pub(crate) read_buf: BytesMut,
@@ -147,23 +236,28 @@ pub(crate) struct HttpConn {
 /// (the common case) shares one key instead of parsing the authority and
 /// allocating a key per request: this saves about a tenth of a request's
 /// user CPU. A hit needs the URL's authority to be exactly the key's
-/// `Host` form (`host` for port 80, else `host:port`), so a URL with
-/// userinfo or an explicit `:80` takes the slow path, never a wrong key.
+/// `Host` form (`host` for the scheme's default port, else `host:port`),
+/// so a URL with userinfo or an explicit default port takes the slow path,
+/// never a wrong key; and it needs the same scheme and TLS configuration
+/// (`tls`: `None` for `http`), so `http://h:443` never hits a key made for
+/// `https://h`, nor one TLS configuration's key another's.
 mod last_key {
     use std::cell::RefCell;
 
     use super::HostKey;
+    use crate::tls::TlsConfig;
 
     thread_local! {
         static LAST: RefCell<Option<HostKey>> = const { RefCell::new(None) };
     }
 
-    /// The cached key whose `Host` form is `authority`, if any.
-    pub(super) fn get(authority: &str) -> Option<HostKey> {
+    /// The cached key whose `Host` form is `authority` and whose TLS
+    /// configuration is `tls`, if any.
+    pub(super) fn get(authority: &str, tls: Option<&TlsConfig>) -> Option<HostKey> {
         LAST.with(|last| {
             last.borrow()
                 .as_ref()
-                .filter(|key| key.authority() == authority)
+                .filter(|key| key.tls.as_ref() == tls && key.authority() == authority)
                 .cloned()
         })
     }
@@ -270,6 +364,29 @@ impl HttpManager {
         }
     }
 
+    /// The TLS handshake on a new TCP connection, within what is left of
+    /// the connect timeout.
+    async fn handshake(
+        &self,
+        key: &HostKey,
+        tls: &TlsConfig,
+        tcp: tokio::net::TcpStream,
+        connect_started: Instant,
+    ) -> Result<super::stream::TlsStream, Error> {
+        let name = crate::tls::server_name(key.host())?;
+        let timeout = self.tcp.config().connect_timeout;
+        let left = timeout.saturating_sub(connect_started.elapsed());
+        let io = TcpIo { tcp, written: 0 };
+        match tokio::time::timeout(left, tls.connector().connect(name, io)).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(Error::from_tls_handshake_io(e)),
+            Err(_) => Err(Error::new(
+                ErrorKind::ConnectTimeout,
+                format!("no TLS connection within {timeout:?}"),
+            )),
+        }
+    }
+
     /// A lifetime in `[max × (1 − jitter), max]`: connections opened in a
     /// burst then expire spread out instead of all at once (HikariCP's
     /// lesson), and never later than `max`.
@@ -296,7 +413,13 @@ impl Manager<HostKey> for HttpManager {
 
     async fn connect(&self, key: &HostKey) -> Result<HttpConn, Error> {
         let connect_started = Instant::now();
-        let stream = self.tcp.connect(key).await?;
+        let tcp = self.tcp.connect(key).await?;
+        let stream = match &key.tls {
+            None => Stream::Plain(tcp),
+            Some(tls) => Stream::Tls(Box::new(
+                self.handshake(key, tls, tcp, connect_started).await?,
+            )),
+        };
         Ok(HttpConn {
             stream,
             read_buf: BytesMut::new(),
@@ -319,9 +442,11 @@ impl Manager<HostKey> for HttpManager {
         if !conn.read_buf.is_empty() {
             return Err(EvictReason::UnexpectedData);
         }
-        let result = tcp::check_idle(&conn.stream);
+        let result = conn.stream.check_idle();
         match result {
-            Err(EvictReason::ServerClosed) => self.learner.observe_fin(key, &conn.stream, idle_for),
+            Err(EvictReason::ServerClosed) => {
+                self.learner.observe_fin(key, conn.stream.tcp(), idle_for)
+            }
             Err(EvictReason::ServerReset) => self.learner.observe_close(key, idle_for),
             _ => {}
         }
@@ -380,6 +505,82 @@ mod tests {
     }
 
     #[test]
+    fn https_keys_have_their_own_default_port_scheme_and_tls_identity() {
+        let tls = key("https://a.example/");
+        assert_eq!((tls.port(), tls.authority()), (443, "a.example"));
+        assert_eq!(format!("{tls:?}"), "https://a.example:443");
+        assert_eq!(tls, key("https://a.example:443/"));
+        // Same host and port, other scheme: never the same key, and the
+        // per-thread cache never hands one out for the other.
+        let plain = key("http://a.example:443/");
+        assert_ne!(plain, tls);
+        assert!(!plain.is_https());
+        assert_eq!(key("https://a.example/").tls(), Some(&TlsConfig::default()));
+        let other = TlsConfig::builder().build().unwrap();
+        let uri: http::Uri = "https://a.example/".parse().unwrap();
+        let custom = HostKey::from_uri_with_tls(&uri, &other).unwrap();
+        assert_ne!(custom, tls, "another TLS configuration");
+        assert_eq!(
+            format!("{custom:?}"),
+            format!("https://a.example:443 (tls #{})", other.id())
+        );
+        assert_eq!(key("https://a.example/"), tls, "the cache keys on TLS too");
+        assert_eq!(HostKey::from_uri_with_tls(&uri, &other).unwrap(), custom);
+        let hash = |k: &HostKey| {
+            std::hash::BuildHasher::hash_one(&foldhash::fast::FixedState::default(), k)
+        };
+        assert_ne!(hash(&custom), hash(&tls));
+        assert_eq!(key("https://[::1]:8443/").authority(), "[::1]:8443");
+    }
+
+    /// A manager with default TCP settings whose `https` keys trust `ca`.
+    fn tls_manager() -> HttpManager {
+        HttpManager::new(
+            TcpConfig::default(),
+            IdleTimeoutLearner::new(false, Duration::from_secs(1)),
+            None,
+        )
+    }
+
+    #[tokio::test]
+    async fn session_tickets_waiting_on_an_idle_tls_connection_keep_it() {
+        use connpool_testkit::http::HttpServer;
+        use connpool_testkit::tls::{ServerTls, TestCa};
+        let ca = TestCa::new("connpool test CA");
+        let cert = ca.server_cert(&["localhost"]);
+        let server = HttpServer::builder()
+            .start_tls(ServerTls::from_cert(&cert))
+            .unwrap();
+        let tls = TlsConfig::builder()
+            .root_store(ca.root_store())
+            .build()
+            .unwrap();
+        let uri = format!("https://localhost:{}/", server.addr().port());
+        let key = HostKey::from_uri_with_tls(&uri.parse().unwrap(), &tls).unwrap();
+        let manager = tls_manager();
+        let mut conn = manager.connect(&key).await.unwrap();
+        // The TLS 1.3 server sends its tickets after the handshake; wait
+        // until they are on the socket, unread.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !matches!(crate::sys::peek(conn.stream.tcp()), crate::sys::Peek::Data) {
+            assert!(Instant::now() < deadline, "no session tickets arrived");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(manager.check(&key, &mut conn, Duration::ZERO), Ok(()));
+        // The connection still works.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        conn.stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        conn.stream.flush().await.unwrap();
+        let mut buf = [0u8; 12];
+        conn.stream.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        assert_eq!(server.requests(), 1);
+    }
+
+    #[test]
     fn read_buffers_are_lent_and_taken_back() {
         let before = spare_bufs::cached();
         let mut buf = spare_bufs::take();
@@ -406,8 +607,8 @@ mod tests {
     }
 
     #[test]
-    fn only_http_urls_have_keys() {
-        for url in ["https://a/", "ftp://a/", "/relative"] {
+    fn only_http_and_https_urls_have_keys() {
+        for url in ["ftp://a/", "/relative"] {
             let err = HostKey::from_uri(&url.parse().unwrap()).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidUrl, "{url}");
         }

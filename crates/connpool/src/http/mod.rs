@@ -1,7 +1,7 @@
-//! An HTTP/1.1 client whose keep-alive pool never surfaces a
-//! stale-connection error for a request that is safe to send again, never
-//! sends a request twice that is not, and says of every failure whether
-//! the request may have been processed.
+//! An HTTP/1.1 client, over TCP or TLS (`https`), whose keep-alive pool
+//! never surfaces a stale-connection error for a request that is safe to
+//! send again, never sends a request twice that is not, and says of every
+//! failure whether the request may have been processed.
 //!
 //! ```no_run
 //! use connpool::http::Client;
@@ -45,6 +45,47 @@
 //!    nothing of it was written. Anything else reaches the caller with
 //!    [`Error::may_have_been_processed`](crate::Error::may_have_been_processed).
 //!
+//! # HTTPS
+//!
+//! `https` URLs are served over TLS (rustls, `ring`), with certificates
+//! verified against Mozilla's roots unless the client or the request is
+//! given another [`TlsConfig`](crate::tls::TlsConfig)
+//! ([`ClientBuilder::tls`], [`RequestBuilder::tls`]). The SNI name is the
+//! URL's host (none for an IP address); ALPN offers `http/1.1`. The pool
+//! key ([`HostKey`]) holds the scheme and the TLS configuration's identity,
+//! so a connection is never reused across schemes, host names or TLS
+//! settings (see [`crate::tls`]). A failed handshake is a connect error
+//! ([`ErrorKind::TlsCertificate`](crate::ErrorKind::TlsCertificate) or
+//! [`ErrorKind::TlsHandshake`](crate::ErrorKind::TlsHandshake)): nothing
+//! was sent.
+//!
+//! The three layers above hold over TLS. The checkout peek still runs on
+//! the TCP socket, and bytes found there go through rustls without
+//! blocking: a `close_notify` and a FIN without one both mark the
+//! connection stale, TLS 1.3 session tickets do not (`stream.rs`). A
+//! server's close that crosses a request reads as EOF or a reset, exactly
+//! as over TCP, so the same retry rule applies. The dead-path check and the
+//! idle-timeout learner read `TCP_INFO` from the socket under the TLS
+//! session. A body delimited by the connection's close must end with the
+//! server's `close_notify`: a bare FIN there is an error (a truncation an
+//! attacker could cause), not the body's end.
+//!
+//! ```no_run
+//! use connpool::http::Client;
+//! use connpool::tls::{TlsConfig, rustls::RootCertStore};
+//!
+//! # fn my_ca() -> connpool::tls::rustls::pki_types::CertificateDer<'static> { unimplemented!() }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), connpool::Error> {
+//! let mut roots = RootCertStore::empty();
+//! roots.add(my_ca()).unwrap();
+//! let client = Client::builder()
+//!     .tls(TlsConfig::builder().root_store(roots).build()?)
+//!     .build();
+//! let resp = client.get("https://internal.example:8443/health").send().await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # Where a connection goes after a response
 //!
 //! Back to the pool the moment the body's end is read, even while the
@@ -70,6 +111,7 @@ mod learn;
 mod path;
 mod replay;
 mod response;
+mod stream;
 mod trace;
 mod watch;
 pub(crate) mod wire;

@@ -27,10 +27,12 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, Version};
 use http_body::{Frame, SizeHint};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::Sleep;
 
 use super::client::{ClientInner, Conn};
 use super::conn::HttpConn;
+use super::stream::Stream;
 use super::trace::{RequestTrace, TraceStep, Tracer};
 use super::wire::{Chunk, ChunkedDecoder, Framing, KeepAliveHint, ResponseHead};
 use crate::error::RequestFate;
@@ -397,16 +399,28 @@ fn close(conn: Conn, tracer: &Tracer, why: &'static str) {
 /// Reads what the socket has into the connection's buffer.
 pub(crate) fn poll_fill(c: &mut HttpConn, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
     c.ensure_read_buf();
-    loop {
-        match c.stream.try_read_buf(&mut c.read_buf) {
-            Ok(n) => return Poll::Ready(Ok(n)),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                ready!(c.stream.poll_read_ready(cx))?;
+    let tls = match &mut c.stream {
+        Stream::Plain(tcp) => loop {
+            match tcp.try_read_buf(&mut c.read_buf) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    ready!(tcp.poll_read_ready(cx))?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(e)),
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Poll::Ready(Err(e)),
-        }
-    }
+        },
+        Stream::Tls(tls) => tls,
+    };
+    let filled = {
+        let mut buf = ReadBuf::uninit(c.read_buf.spare_capacity_mut());
+        ready!(Pin::new(&mut **tls).poll_read(cx, &mut buf))?;
+        buf.filled().len()
+    };
+    // SAFETY: `poll_read` initialized the first `filled` bytes of the
+    // spare capacity (a `ReadBuf` counts only what was written into it).
+    unsafe { c.read_buf.set_len(c.read_buf.len() + filled) };
+    Poll::Ready(Ok(filled))
 }
 
 impl Drop for ResponseBody {

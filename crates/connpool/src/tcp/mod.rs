@@ -296,7 +296,13 @@ impl<K: Target> Manager<K> for TcpManager {
 /// # Ok(()) }
 /// ```
 pub fn check_idle(socket: &impl std::os::fd::AsFd) -> Result<(), EvictReason> {
-    match sys::peek(socket) {
+    judge_peek(sys::peek(socket))
+}
+
+/// The verdict of the table above on one peek's result. (A peek that
+/// reports an error clears it: peek once, judge once.)
+pub(crate) fn judge_peek(peek: sys::Peek) -> Result<(), EvictReason> {
+    match peek {
         sys::Peek::Empty => Ok(()),
         sys::Peek::Eof => Err(EvictReason::ServerClosed),
         sys::Peek::Data => Err(EvictReason::UnexpectedData),
