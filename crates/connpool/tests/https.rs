@@ -540,3 +540,384 @@ async fn a_close_delimited_body_needs_close_notify_to_end() {
         }
     }
 }
+
+// ---- The HTTP fault modes over TLS ------------------------------------
+//
+// The faults of tests/http.rs, through TLS: the same server routes and
+// settings, the server's FIN closes ending the session as `TlsClose` says.
+
+/// Every way the server can end a connection: `close_notify` then FIN, a
+/// bare FIN, an RST.
+const CLOSES: [(TlsClose, CloseMode); 3] = [
+    (TlsClose::CloseNotify, CloseMode::Fin),
+    (TlsClose::BareFin, CloseMode::Fin),
+    (TlsClose::CloseNotify, CloseMode::Rst),
+];
+
+/// A TLS server with `builder`'s faults, ending its sessions as `close`
+/// says, with a certificate for `localhost` and `127.0.0.1` from the
+/// returned CA.
+fn tls_server_closing(builder: HttpServerBuilder, close: TlsClose) -> (HttpServer, TestCa) {
+    let (ca, cert) = ca_and_cert();
+    let server = start(builder, ServerTls::from_cert(&cert).close(close));
+    (server, ca)
+}
+
+/// [`tls_server_closing`] with `close_notify` closes.
+fn tls_server(builder: HttpServerBuilder) -> (HttpServer, TestCa) {
+    tls_server_closing(builder, TlsClose::CloseNotify)
+}
+
+/// A client builder whose `https` requests trust `ca` only.
+fn tls_client(ca: &TestCa) -> connpool::http::ClientBuilder {
+    Client::builder().tls(trusting(ca))
+}
+
+/// Waits (within 5 s) until `count` matches, polling: the drain of a
+/// dropped body runs on a task of its own.
+async fn wait_until(what: &str, count: impl Fn() -> usize, expected: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while count() != expected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: {} instead of {expected}",
+            count()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn close_after_n_without_connection_close_never_surfaces_over_tls() {
+    for (tls_close, mode) in CLOSES {
+        let (server, ca) =
+            tls_server_closing(HttpServer::builder().close_after(3, mode), tls_close);
+        let client = tls_client(&ca).build();
+        for i in 0..30 {
+            let resp = client
+                .get(server.url("/"))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{tls_close:?} {mode:?}, request {i}: {e}"));
+            assert!(
+                resp.connection_reused() == (i % 3 != 0),
+                "{tls_close:?} {mode:?}, request {i}: three per connection"
+            );
+            assert_eq!(resp.text().await.unwrap(), "ok");
+        }
+        assert_eq!(server.requests(), 30, "{tls_close:?} {mode:?}");
+        assert_eq!(server.accepted(), 10, "{tls_close:?} {mode:?}");
+        assert!(server.duplicates().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn max_requests_with_connection_close_is_honoured_over_tls() {
+    let (server, ca) = tls_server(HttpServer::builder().max_requests(2));
+    let events = Events::default();
+    let client = tls_client(&ca).observer(events.observer()).build();
+    for i in 0..6 {
+        let resp = get_ok(&client, &server.url("/")).await;
+        assert_eq!(resp.connection_reused(), i % 2 == 1, "request {i}");
+        resp.bytes().await.unwrap();
+    }
+    assert_eq!(server.accepted(), 3);
+    assert_eq!(events.closed(connpool::CloseReason::Discarded), 3);
+    assert_eq!(
+        events.count(|k| matches!(k, connpool::EventKind::Evicted { .. })),
+        0,
+        "closed on `Connection: close`, never pooled then found stale"
+    );
+}
+
+/// A GET with tracing on, its body read to the end: the whole trace.
+async fn traced_get(client: &Client, url: &str) -> connpool::http::RequestTrace {
+    let mut resp = client.get(url).trace(true).send().await.unwrap();
+    while resp.chunk().await.unwrap().is_some() {}
+    resp.trace().unwrap()
+}
+
+#[tokio::test]
+async fn keep_alive_hints_shorten_the_idle_deadline_over_tls() {
+    let (server, ca) = tls_server(HttpServer::builder());
+    let client = tls_client(&ca).build();
+    // timeout=1 is within the 1 s margin: not reused.
+    let trace = traced_get(&client, &server.url("/keep-alive-hint?timeout=1")).await;
+    assert!(
+        trace.contains(|s| matches!(s, TraceStep::ConnClosed { .. })),
+        "{trace}"
+    );
+    // timeout=3: reused, with a deadline of 2 s.
+    let trace = traced_get(&client, &server.url("/keep-alive-hint?timeout=3")).await;
+    assert!(
+        trace.contains(|s| *s
+            == TraceStep::ConnReturned {
+                idle_deadline: Some(Duration::from_secs(2))
+            }),
+        "{trace}"
+    );
+    let resp = get_ok(&client, &server.url("/")).await;
+    assert!(resp.connection_reused());
+    resp.bytes().await.unwrap();
+    // max=0: not reused.
+    get_ok(&client, &server.url("/keep-alive-hint?timeout=30&max=0"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let resp = get_ok(&client, &server.url("/")).await;
+    assert!(!resp.connection_reused());
+    assert_eq!(server.accepted(), 3);
+}
+
+#[tokio::test]
+async fn the_learned_idle_timeout_is_dated_by_the_tcp_socket_under_tls() {
+    // The checkout finds the close (`close_notify` read through rustls, or
+    // the bare FIN seen by the peek) and dates the FIN with `TCP_INFO` on
+    // the TCP socket under the session.
+    for tls_close in [TlsClose::CloseNotify, TlsClose::BareFin] {
+        let (server, ca) = tls_server_closing(
+            HttpServer::builder().idle_close(Duration::from_millis(300), CloseMode::Fin),
+            tls_close,
+        );
+        let mut server_events = server.events();
+        let events = Events::default();
+        let client = tls_client(&ca).observer(events.observer()).build();
+        common::warm(&client, &server).await;
+        server_events.next_closed().await.unwrap();
+        // Dated by the FIN, not by when the checkout found it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let resp = get_ok(&client, &server.url("/")).await;
+        assert!(!resp.connection_reused(), "{tls_close:?}");
+        resp.bytes().await.unwrap();
+        assert_eq!(
+            events.evicted(EvictReason::ServerClosed),
+            1,
+            "{tls_close:?}: {:?}",
+            events.kinds()
+        );
+        let learned = client
+            .learned_idle_timeout(server.url("/"))
+            .unwrap_or_else(|| panic!("{tls_close:?}: learned from the FIN"));
+        assert!(
+            learned >= Duration::from_millis(250) && learned <= Duration::from_millis(400),
+            "{tls_close:?}: learned {learned:?} for a 300 ms server"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unsolicited_408_makes_the_idle_connection_stale_over_tls() {
+    // The `408` arrives as TLS application data: read through rustls at
+    // checkout, it is data nobody asked for, not a session ticket.
+    let (server, ca) = tls_server(
+        HttpServer::builder()
+            .idle_close(Duration::from_millis(100), CloseMode::Fin)
+            .idle_408(true),
+    );
+    let mut server_events = server.events();
+    let events = Events::default();
+    let client = tls_client(&ca).observer(events.observer()).build();
+    common::warm(&client, &server).await;
+    server_events.next_closed().await.unwrap();
+    let resp = get_ok(&client, &server.url("/")).await;
+    assert!(
+        !resp.connection_reused(),
+        "the 408 is not taken for the answer"
+    );
+    assert_eq!(
+        events.evicted(EvictReason::UnexpectedData),
+        1,
+        "{:?}",
+        events.kinds()
+    );
+}
+
+#[tokio::test]
+async fn a_body_closed_midway_over_tls_is_an_incomplete_response() {
+    // With or without `close_notify`, a body shorter than its framing is
+    // incomplete, and its connection is not reused.
+    for tls_close in [TlsClose::CloseNotify, TlsClose::BareFin] {
+        let (server, ca) = tls_server_closing(HttpServer::builder(), tls_close);
+        let events = Events::default();
+        let client = tls_client(&ca).observer(events.observer()).build();
+        for path in ["/close-mid-body", "/truncated-chunked"] {
+            let what = format!("{tls_close:?} {path}");
+            let resp = get_ok(&client, &server.url(path)).await;
+            let err = resp.bytes().await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::IncompleteResponse, "{what}: {err}");
+            assert!(err.may_have_been_processed(), "{what}");
+            assert_eq!(
+                (err.attempts(), err.connection_reused()),
+                (Some(1), Some(false)),
+                "{what}"
+            );
+        }
+        assert_eq!(events.returned(), 0, "{tls_close:?}: a broken one pooled");
+        let resp = get_ok(&client, &server.url("/")).await;
+        assert!(!resp.connection_reused(), "{tls_close:?}");
+        assert_eq!(server.accepted(), 3, "{tls_close:?}");
+    }
+}
+
+/// A one-shot TLS server presenting `cert`: reads a request head, writes
+/// `partial` (the start of a response head), then ends the session with
+/// `close_notify` or not, as `tls_close` says. Returns its URL.
+async fn cut_head_server(cert: &IssuedCert, tls_close: TlsClose, partial: &'static [u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = connpool::tls::rustls::ServerConfig::builder_with_provider(
+        connpool_testkit::tls::crypto_provider(),
+    )
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(cert.chain(), cert.key_der())
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "https://127.0.0.1:{}/",
+        listener.local_addr().unwrap().port()
+    );
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(tcp).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            tls.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        tls.write_all(partial).await.unwrap();
+        tls.flush().await.unwrap();
+        if tls_close == TlsClose::CloseNotify {
+            tls.shutdown().await.unwrap();
+        }
+        // Dropped: the FIN, after `close_notify` or bare.
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_head_cut_short_over_tls_is_an_incomplete_response() {
+    // Before any response byte the close is the stale-connection race's
+    // `unexpected_eof`; once the head has begun it is a truncation, with
+    // or without `close_notify`, as over plain TCP.
+    let (ca, cert) = ca_and_cert();
+    for tls_close in [TlsClose::CloseNotify, TlsClose::BareFin] {
+        for (partial, kind) in [
+            (&b""[..], ErrorKind::UnexpectedEof),
+            (
+                &b"HTTP/1.1 200 OK\r\nContent-Le"[..],
+                ErrorKind::IncompleteResponse,
+            ),
+        ] {
+            let url = cut_head_server(&cert, tls_close, partial).await;
+            let client = tls_client(&ca).build();
+            let err = client.get(&url).send().await.unwrap_err();
+            let what = format!("{tls_close:?} after {} bytes", partial.len());
+            assert_eq!(err.kind(), kind, "{what}: {err}");
+            assert!(err.may_have_been_processed(), "{what}");
+            assert_eq!(
+                err.attempts(),
+                Some(1),
+                "{what}: a new connection, no retry"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_headers_hit_the_response_header_timeout_over_tls() {
+    let (server, ca) = tls_server(HttpServer::builder());
+    let client = tls_client(&ca)
+        .response_header_timeout(Some(Duration::from_millis(100)))
+        .build();
+    let err = client
+        .get(server.url("/slow-headers?ms=5000"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ResponseHeaderTimeout, "{err}");
+    assert!(err.is_timeout());
+    assert!(err.may_have_been_processed());
+    assert_eq!(client.stats().total.idle, 0);
+}
+
+#[tokio::test]
+async fn malformed_responses_over_tls_get_clear_errors() {
+    let (server, ca) = tls_server(HttpServer::builder());
+    let client = tls_client(&ca).build();
+    for (path, kind) in [
+        ("/garbage", ErrorKind::MalformedResponse),
+        ("/garbage-status", ErrorKind::MalformedResponse),
+        ("/conflicting-length", ErrorKind::MalformedResponse),
+        ("/duplicate-length", ErrorKind::MalformedResponse),
+        ("/oversize-headers?count=150", ErrorKind::TooManyHeaders),
+    ] {
+        let err = client.get(server.url(path)).send().await.unwrap_err();
+        assert_eq!(err.kind(), kind, "{path}: {err}");
+        assert!(err.may_have_been_processed(), "{path}");
+        assert_eq!(err.attempts(), Some(1), "{path}");
+    }
+    assert_eq!(client.stats().total.idle, 0, "a broken connection pooled");
+    assert_eq!(server.accepted(), 5, "one connection per broken response");
+    let client = tls_client(&ca).max_response_headers(5000).build();
+    let err = client
+        .get(server.url("/oversize-headers?bytes=100000"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::HeadersTooLarge, "{err}");
+}
+
+#[tokio::test]
+async fn a_dropped_body_is_drained_through_tls_and_the_connection_reused() {
+    let (server, ca) = tls_server(HttpServer::builder());
+    let events = Events::default();
+    let client = tls_client(&ca).observer(events.observer()).build();
+    // Larger than a TLS record (16 KiB), within the drain's limit (64 KiB):
+    // the drain reads several records through rustls.
+    let resp = get_ok(&client, &server.url("/bytes/30000")).await;
+    drop(resp);
+    wait_until("returned", || events.returned(), 1).await;
+    let resp = get_ok(&client, &server.url("/")).await;
+    assert!(resp.connection_reused());
+    assert_eq!(resp.text().await.unwrap(), "ok");
+    assert_eq!(server.accepted(), 1);
+}
+
+#[tokio::test]
+async fn a_dropped_body_whose_drain_fails_over_tls_is_closed_never_returned() {
+    let (server, ca) = tls_server(HttpServer::builder());
+    let events = Events::default();
+    let client = tls_client(&ca).observer(events.observer()).build();
+    for path in ["/truncated-chunked", "/close-mid-body"] {
+        drop(get_ok(&client, &server.url(path)).await);
+    }
+    let discarded = || events.closed(connpool::CloseReason::Discarded);
+    wait_until("discarded", discarded, 2).await;
+    assert_eq!(events.returned(), 0, "a dirty connection went back");
+    assert_eq!(client.stats().total.idle, 0);
+}
+
+#[tokio::test]
+async fn the_per_host_cap_queues_and_the_wait_deadline_is_kept_over_tls() {
+    let (server, ca) = tls_server(HttpServer::builder());
+    let client = tls_client(&ca)
+        .max_conns_per_host(1)
+        .pool_wait_timeout(Duration::from_millis(100))
+        .response_header_timeout(Some(Duration::from_secs(5)))
+        .build();
+    // Far larger than what arrives with the head: the connection stays
+    // checked out until the body is read.
+    let held = get_ok(&client, &server.url("/bytes/1000000")).await;
+    let err = client.get(server.url("/")).send().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PoolWaitTimeout, "{err}");
+    assert!(!err.may_have_been_processed());
+    assert_eq!(held.bytes().await.unwrap().len(), 1_000_000);
+    let resp = get_ok(&client, &server.url("/")).await;
+    assert!(resp.connection_reused());
+    assert_eq!(server.accepted(), 1);
+    assert_eq!(server.tls_sessions().len(), 1);
+}

@@ -68,7 +68,10 @@
 //! idle-timeout learner read `TCP_INFO` from the socket under the TLS
 //! session. A body delimited by the connection's close must end with the
 //! server's `close_notify`: a bare FIN there is an error (a truncation an
-//! attacker could cause), not the body's end.
+//! attacker could cause), not the body's end. A head or a body whose
+//! framing says more is due is cut alike by either close:
+//! [`ErrorKind::IncompleteResponse`](crate::ErrorKind::IncompleteResponse),
+//! as over TCP.
 //!
 //! ```no_run
 //! use connpool::http::Client;

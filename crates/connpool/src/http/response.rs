@@ -322,16 +322,20 @@ impl Reader {
                 }
             }
             // The buffer holds nothing usable: read more.
-            let n = match ready!(poll_fill(c, cx)) {
-                Ok(n) => n,
+            let framed = !matches!(self.decoder, Decoder::Close);
+            let (n, truncation) = match ready!(poll_fill(c, cx)) {
+                Ok(n) => (n, None),
+                // A framed body cut by a FIN without `close_notify`: the
+                // same truncation as a plain FIN.
+                Err(e) if framed && is_tls_truncation(&e) => (0, Some(e)),
                 Err(e) => return Poll::Ready(Some(Err(self.fail(Error::from_io(e))))),
             };
             if n == 0 {
-                if matches!(self.decoder, Decoder::Close) {
+                if !framed {
                     self.finish();
                     return Poll::Ready(None);
                 }
-                let err = Error::new(
+                let mut err = Error::new(
                     ErrorKind::IncompleteResponse,
                     match self.decoder {
                         Decoder::Length(remaining) => {
@@ -342,6 +346,9 @@ impl Reader {
                         _ => "the connection closed in the middle of a chunked body".to_string(),
                     },
                 );
+                if let Some(source) = truncation {
+                    err = err.with_source(source);
+                }
                 return Poll::Ready(Some(Err(self.fail(err))));
             }
         }
@@ -421,6 +428,17 @@ pub(crate) fn poll_fill(c: &mut HttpConn, cx: &mut Context<'_>) -> Poll<std::io:
     // spare capacity (a `ReadBuf` counts only what was written into it).
     unsafe { c.read_buf.set_len(c.read_buf.len() + filled) };
     Poll::Ready(Ok(filled))
+}
+
+/// Whether a read error of [`poll_fill`] is a TLS session ended by a FIN
+/// without `close_notify`: rustls reports it as `UnexpectedEof`, where a
+/// plain TCP read reports the FIN as 0 bytes. Where the framing says more
+/// bytes are due (a head begun, a body with a length or chunked), it is the
+/// same truncation as a plain FIN and is reported alike
+/// ([`ErrorKind::IncompleteResponse`], not a stale connection); only a
+/// close-delimited body needs `close_notify` to tell its end from a cut.
+pub(crate) fn is_tls_truncation(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::UnexpectedEof
 }
 
 impl Drop for ResponseBody {
