@@ -80,6 +80,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::Args;
 use connpool::http::{Client, ClientConfig};
+use connpool::tls::TlsConfig;
 use hdrhistogram::Histogram;
 use http::header::HeaderMap;
 use http::{Method, Uri};
@@ -90,6 +91,7 @@ use crate::request_args::{
     HeaderField, header_map, method_or_default, parse_duration, parse_header, parse_method,
     parse_url,
 };
+use crate::tls_args::TlsArgs;
 
 /// Requests sent when neither `-n` nor `--duration` is given.
 const DEFAULT_REQUESTS: u64 = 10_000;
@@ -97,7 +99,7 @@ const DEFAULT_REQUESTS: u64 = 10_000;
 /// Options of `connpool bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The URL to request (`http://host[:port]/path?query`).
+    /// The URL to request (`http[s]://host[:port]/path?query`).
     #[arg(value_parser = parse_url)]
     url: Uri,
 
@@ -145,6 +147,10 @@ pub struct BenchArgs {
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
+
+    // `--cacert`, `-k`, `--cert`, `--key`.
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 /// What every worker shares: the request to send and two counters.
@@ -355,6 +361,13 @@ struct Cpu {
 /// Runs `connpool bench` on a runtime of its own and returns its exit
 /// status.
 pub fn run(args: BenchArgs) -> ExitCode {
+    let tls = match args.tls.config() {
+        Ok(tls) => tls,
+        Err(err) => {
+            eprintln!("connpool bench: bad TLS options: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let threads = args.threads.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         |t| t as usize,
@@ -370,7 +383,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let report = runtime.block_on(bench(&args, threads));
+    let report = runtime.block_on(bench(&args, threads, tls));
     // Do not wait for connections the pool is still closing.
     runtime.shutdown_background();
 
@@ -392,7 +405,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
     }
 }
 
-async fn bench(args: &BenchArgs, threads: usize) -> Report {
+async fn bench(args: &BenchArgs, threads: usize, tls: Option<TlsConfig>) -> Report {
     let concurrency = args.concurrency;
     let max_conns = args.max_conns.unwrap_or(concurrency);
     let defaults = ClientConfig::default();
@@ -405,6 +418,7 @@ async fn bench(args: &BenchArgs, threads: usize) -> Report {
             pool_max_idle_total: defaults.pool_max_idle_total.max(max_conns as usize),
             // At most C requests are ever waiting: none is refused.
             max_waiters_per_host: defaults.max_waiters_per_host.max(concurrency as usize),
+            tls,
             ..defaults
         })
         .build();

@@ -16,6 +16,10 @@
 //!   and the pool's events during that request; with `-v` or `-n` above 1
 //!   a summary from the pool's counters at the end.
 //!
+//! `https` URLs take curl's TLS options (`--cacert`, `-k`, `--cert` and
+//! `--key`, see [`TlsArgs`]); a TLS failure is reported like any other,
+//! with its kind (`tls_certificate`, `tls_handshake`, …).
+//!
 //! A failed request prints `error: …` with its kind, whether it may have
 //! reached the server, and how many attempts the client made; the run goes
 //! on with the next request. The exit status is 1 if any request failed.
@@ -41,11 +45,12 @@ use http::{Method, Uri};
 use crate::request_args::{
     HeaderField, header_map, method_or_default, parse_header, parse_method, parse_url,
 };
+use crate::tls_args::TlsArgs;
 
 /// Options of `connpool get`.
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// The URL to request (`http://host[:port]/path?query`).
+    /// The URL to request (`http[s]://host[:port]/path?query`).
     #[arg(value_parser = parse_url)]
     url: Uri,
 
@@ -102,6 +107,10 @@ pub struct GetArgs {
     /// client's, 64).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_conns: Option<u32>,
+
+    // `--cacert`, `-k`, `--cert`, `--key`.
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 /// The contents of the `--data-file` file, read while parsing arguments so
@@ -160,6 +169,14 @@ pub async fn run(args: GetArgs) -> ExitCode {
     }
     if let Some(n) = args.max_conns {
         builder = builder.max_conns_per_host(n as usize);
+    }
+    match args.tls.config() {
+        Ok(Some(tls)) => builder = builder.tls(tls),
+        Ok(None) => {}
+        Err(err) => {
+            eprintln!("connpool get: bad TLS options: {err}");
+            return ExitCode::from(2);
+        }
     }
     let client = builder.build();
 

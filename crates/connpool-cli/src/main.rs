@@ -25,7 +25,8 @@
 //!   with an RST).
 //!
 //! [`request_args`] holds what `get` and `bench` share: the parsing of the
-//! URL, `-X`, `-H` and `-d`.
+//! URL, `-X`, `-H` and `-d`; [`tls_args`] their TLS options (`--cacert`,
+//! `-k`, `--cert`, `--key`).
 
 mod bench;
 mod demo;
@@ -34,6 +35,7 @@ mod naive;
 mod probe;
 mod report;
 mod request_args;
+mod tls_args;
 
 use std::process::ExitCode;
 

@@ -177,7 +177,9 @@ fn invalid_arguments_exit_2() {
             "/nonexistent",
             "http://127.0.0.1:1/",
         ],
-        vec!["https://example.com/"],
+        vec!["ftp://example.com/"],
+        vec!["--cacert", "/nonexistent/ca.pem", "https://127.0.0.1:1/"],
+        vec!["--cert", "/nonexistent/cert.pem", "https://127.0.0.1:1/"],
         vec!["not a url"],
     ] {
         let output = get(&args);

@@ -1,5 +1,7 @@
 //! What the tests of `connpool get` and `connpool bench` share: running the
 //! built binary, reading its output, and the servers and ports they talk to.
+// Each test crate uses some of these.
+#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::process::{Command, Output};
