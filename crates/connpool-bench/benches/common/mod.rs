@@ -46,12 +46,22 @@ pub fn hyper_builder() -> hyper_util::client::legacy::Builder {
 }
 
 /// reqwest's default client, minus the environment's proxy settings (no
-/// TLS: no default features).
+/// default features; plain HTTP here).
 pub fn reqwest_client() -> reqwest::Client {
+    install_ring_provider();
     reqwest::Client::builder()
         .no_proxy()
         .build()
         .expect("reqwest client")
+}
+
+/// Installs rustls's `ring` provider as the process default, once: reqwest
+/// is built with `rustls-no-provider` (no aws-lc-rs) and panics when it
+/// builds a client without one, even for plain HTTP. connpool picks `ring`
+/// explicitly and needs none.
+pub fn install_ring_provider() {
+    // An error means a provider is installed already: the same one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 // -------------------------------------------------------- counting allocator
