@@ -113,16 +113,14 @@ mod common;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
 
+use common::requests::{connect_nodelay, connpool_get, hyper_get, raw_exchange, reqwest_get};
+use common::rounds::{Outcome, Totals, cpu_times};
 use common::{
-    BoxError, Count, Counting, Heads, HyperClient, RESPONSE, ServerProcess, allowed_cpus, check,
+    BoxError, Counting, Heads, HyperClient, Placement, RESPONSE, ServerProcess, allowed_cpus,
     pin_current_thread,
 };
 
@@ -140,50 +138,9 @@ const DEFAULT_ROUNDS: u64 = 5;
 
 // -------------------------------------------------------- counting allocator
 
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-static ALLOC_BYTES: AtomicU64 = AtomicU64::new(0);
-
-/// Counts allocations and the bytes asked for (a `realloc` as one
-/// allocation of its new size).
-struct Totals;
-
-fn count_alloc(size: usize) {
-    ALLOCS.fetch_add(1, Ordering::Relaxed);
-    ALLOC_BYTES.fetch_add(size as u64, Ordering::Relaxed);
-}
-
-impl Count for Totals {
-    fn allocated(&self, size: usize) {
-        count_alloc(size);
-    }
-
-    fn reallocated(&self, _old_size: usize, new_size: usize) {
-        count_alloc(new_size);
-    }
-
-    fn freed(&self, _size: usize) {}
-}
-
+/// Counts the client's allocations and bytes (the allocs and bytes columns).
 #[global_allocator]
-static GLOBAL: Counting<Totals> = Counting(Totals);
-
-// ------------------------------------------------------------ system calls
-
-/// User and system CPU time of this whole process so far.
-fn cpu_times() -> (Duration, Duration) {
-    fn duration(t: libc::timeval) -> Duration {
-        Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000)
-    }
-    // SAFETY: `rusage` is plain data for which all zeroes is valid;
-    // `getrusage` fills the struct we own.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        let rc = libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        assert_eq!(rc, 0, "getrusage failed");
-        usage
-    };
-    (duration(usage.ru_utime), duration(usage.ru_stime))
-}
+static GLOBAL: Counting<Totals> = Counting(Totals::new());
 
 // ------------------------------------------------------------------ server
 
@@ -215,12 +172,8 @@ fn serve_connection(mut stream: TcpStream) {
                 return;
             }
         }
-        let Some(spare) = heads.spare() else {
-            return; // a head larger than the buffer
-        };
-        match stream.read(spare) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => heads.filled(n),
+        if !heads.read_from(&mut stream) {
+            return;
         }
     }
 }
@@ -397,28 +350,19 @@ impl AsyncWorker {
     async fn request(&mut self) -> Result<(), BoxError> {
         match self {
             AsyncWorker::Raw { target, stream } => {
-                let result = raw_async_exchange(*target, stream).await;
+                if stream.is_none() {
+                    *stream = Some(connect_nodelay(target.addr).await?);
+                }
+                let tcp = stream.as_mut().expect("connected");
+                let result = raw_exchange(tcp, target.request, RESPONSE).await;
                 if result.is_err() {
                     *stream = None;
                 }
                 result
             }
-            AsyncWorker::Connpool(client, target) => {
-                let resp = client.get(target.url).send().await?;
-                let status = resp.status().as_u16();
-                check(status, &resp.bytes().await?)
-            }
-            AsyncWorker::HyperUtil(client, target) => {
-                let req = http::Request::get(target.url).body(Empty::<Bytes>::new())?;
-                let resp = client.request(req).await?;
-                let status = resp.status().as_u16();
-                check(status, &resp.into_body().collect().await?.to_bytes())
-            }
-            AsyncWorker::Reqwest(client, target) => {
-                let resp = client.get(target.url).send().await?;
-                let status = resp.status().as_u16();
-                check(status, &resp.bytes().await?)
-            }
+            AsyncWorker::Connpool(client, target) => connpool_get(client, target.url).await,
+            AsyncWorker::HyperUtil(client, target) => hyper_get(client, target.url).await,
+            AsyncWorker::Reqwest(client, target) => reqwest_get(client, target.url).await,
         }
     }
 
@@ -435,50 +379,6 @@ impl AsyncWorker {
         match self {
             AsyncWorker::Connpool(client, _) => Some(client.stats().counters),
             _ => None,
-        }
-    }
-}
-
-async fn raw_async_exchange(
-    target: Target,
-    stream: &mut Option<tokio::net::TcpStream>,
-) -> Result<(), BoxError> {
-    let stream = match stream {
-        Some(stream) => stream,
-        None => {
-            let s = tokio::net::TcpStream::connect(target.addr).await?;
-            s.set_nodelay(true)?;
-            stream.insert(s)
-        }
-    };
-    stream.write_all(target.request).await?;
-    let mut buf = [0u8; RESPONSE.len()];
-    stream.read_exact(&mut buf).await?;
-    if buf != RESPONSE {
-        return Err(format!("unexpected response: {:?}", String::from_utf8_lossy(&buf)).into());
-    }
-    Ok(())
-}
-
-/// Errors of a batch of requests, and the first one's message.
-#[derive(Default)]
-struct Outcome {
-    errors: u64,
-    first_error: Option<String>,
-}
-
-impl Outcome {
-    fn record(&mut self, result: Result<(), BoxError>) {
-        if let Err(e) = result {
-            self.errors += 1;
-            self.first_error.get_or_insert_with(|| e.to_string());
-        }
-    }
-
-    fn merge(&mut self, other: Outcome) {
-        self.errors += other.errors;
-        if self.first_error.is_none() {
-            self.first_error = other.first_error;
         }
     }
 }
@@ -500,8 +400,8 @@ fn snapshot() -> Snapshot {
         at: Instant::now(),
         user,
         sys,
-        allocs: ALLOCS.load(Ordering::Relaxed),
-        alloc_bytes: ALLOC_BYTES.load(Ordering::Relaxed),
+        allocs: GLOBAL.0.allocs(),
+        alloc_bytes: GLOBAL.0.bytes(),
     }
 }
 
@@ -520,8 +420,8 @@ struct Tally {
     wall: Duration,
     allocs: u64,
     alloc_bytes: u64,
-    errors: u64,
-    first_error: Option<String>,
+    /// The errors, warm-ups included.
+    outcome: Outcome,
     rounds: Vec<RoundSample>,
 }
 
@@ -540,18 +440,9 @@ impl Tally {
         });
     }
 
-    fn add_errors(&mut self, outcome: Outcome) {
-        self.errors += outcome.errors;
-        if self.first_error.is_none() {
-            self.first_error = outcome.first_error;
-        }
-    }
-
     /// The median over the rounds of `f`.
     fn median(&self, f: impl Fn(&RoundSample) -> f64) -> f64 {
-        let mut values: Vec<f64> = self.rounds.iter().map(f).collect();
-        values.sort_by(f64::total_cmp);
-        values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+        common::rounds::median(self.rounds.iter().map(f)).unwrap_or(f64::NAN)
     }
 
     /// Wall time per request (µs), the median round's.
@@ -586,10 +477,7 @@ impl Tally {
 
     /// (slowest round − fastest round) / median round, of the wall time.
     fn spread(&self) -> f64 {
-        let walls = self.rounds.iter().map(|r| r.wall_us);
-        let max = walls.clone().fold(f64::NAN, f64::max);
-        let min = walls.fold(f64::NAN, f64::min);
-        (max - min) / self.wall_us()
+        common::rounds::spread(self.rounds.iter().map(|r| r.wall_us))
     }
 }
 
@@ -626,23 +514,7 @@ impl Participant<'_> {
                 outcome
             }),
             Driver::Async(rt, workers) => {
-                let taken = std::mem::take(workers);
-                let (back, outcome) = rt.block_on(async move {
-                    let handles: Vec<_> = taken
-                        .into_iter()
-                        .map(|w| tokio::spawn(w.run(per_worker)))
-                        .collect();
-                    let mut back = Vec::with_capacity(handles.len());
-                    let mut outcome = Outcome::default();
-                    for h in handles {
-                        let (w, o) = h.await.expect("benchmark task panicked");
-                        back.push(w);
-                        outcome.merge(o);
-                    }
-                    (back, outcome)
-                });
-                *workers = back;
-                outcome
+                common::rounds::run_workers(rt, workers, per_worker, AsyncWorker::run)
             }
         }
     }
@@ -651,13 +523,13 @@ impl Participant<'_> {
     /// worker.
     fn round(&mut self, warmup_per_worker: u64, per_worker: u64) {
         let warm = self.run(warmup_per_worker);
-        self.tally.add_errors(warm);
+        self.tally.outcome.merge(warm);
         let before = snapshot();
         let outcome = self.run(per_worker);
         let after = snapshot();
         self.tally
             .add_round(&before, &after, per_worker * self.concurrency as u64);
-        self.tally.add_errors(outcome);
+        self.tally.outcome.merge(outcome);
     }
 
     /// The row for the table; the clients are dropped inside their runtime.
@@ -692,66 +564,23 @@ struct Row {
 
 // -------------------------------------------------------------- placement
 
-/// Where the client and the server run.
-struct Placement {
-    client_cpu: Option<usize>,
-    server_cpu: Option<usize>,
-    /// Why nothing is pinned, if nothing is.
-    unpinned: Option<String>,
-}
-
-impl Placement {
-    /// The first two allowed CPUs: the client's and the server's.
-    fn choose() -> Placement {
-        let cpus = allowed_cpus();
-        if cpus.len() < 2 {
-            return Placement {
-                client_cpu: None,
-                server_cpu: None,
-                unpinned: Some(format!("{} CPU(s) allowed: nothing pinned", cpus.len())),
-            };
-        }
-        Placement {
-            client_cpu: Some(cpus[0]),
-            server_cpu: Some(cpus[1]),
-            unpinned: None,
-        }
+/// The placement lines of the report.
+fn describe(placement: &Placement, server_pid: u32) -> Vec<String> {
+    let server = match placement.server_cpu {
+        Some(s) => format!("server: child process {server_pid}, its threads on CPU {s}"),
+        None => format!("server: child process {server_pid}, not pinned"),
+    };
+    let mut lines = vec![server];
+    if let Some(why) = &placement.unpinned {
+        lines.push(why.clone());
     }
-
-    /// Pins the calling (main) thread to the client's CPU; the threads it
-    /// starts inherit it.
-    fn pin_client(&mut self) {
-        let Some(cpu) = self.client_cpu else { return };
-        if let Err(e) = pin_current_thread(&[cpu]) {
-            self.client_cpu = None;
-            self.unpinned = Some(format!(
-                "pinning the client failed ({e}): client not pinned"
-            ));
-        }
+    if let Some((c, s)) = placement.both() {
+        lines.push(format!(
+            "client: raw-blocking threads and current_thread on CPU {c}; \
+             multi_thread's 2 workers on CPUs {c},{s} (sharing CPU {s} with the server)"
+        ));
     }
-
-    /// The CPUs of the multi_thread runtime's threads: both.
-    fn multi_thread_cpus(&self) -> Option<[usize; 2]> {
-        Some([self.client_cpu?, self.server_cpu?])
-    }
-
-    fn describe(&self, server_pid: u32) -> Vec<String> {
-        let server = match self.server_cpu {
-            Some(s) => format!("server: child process {server_pid}, its threads on CPU {s}"),
-            None => format!("server: child process {server_pid}, not pinned"),
-        };
-        let mut lines = vec![server];
-        if let Some(why) = &self.unpinned {
-            lines.push(why.clone());
-        }
-        if let (Some(c), Some(s)) = (self.client_cpu, self.server_cpu) {
-            lines.push(format!(
-                "client: raw-blocking threads and current_thread on CPU {c}; \
-                 multi_thread's 2 workers on CPUs {c},{s} (sharing CPU {s} with the server)"
-            ));
-        }
-        lines
-    }
+    lines
 }
 
 fn runtime(rt: Rt, placement: &Placement) -> Runtime {
@@ -760,7 +589,9 @@ fn runtime(rt: Rt, placement: &Placement) -> Runtime {
         Rt::MultiThread => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
             b.worker_threads(2);
-            if let Some(cpus) = placement.multi_thread_cpus() {
+            // The multi_thread runtime's threads run on both CPUs.
+            if let Some((c, s)) = placement.both() {
+                let cpus = [c, s];
                 b.on_thread_start(move || {
                     if let Err(e) = pin_current_thread(&cpus) {
                         eprintln!("could not pin a runtime thread to CPUs {cpus:?}: {e}");
@@ -910,7 +741,7 @@ fn main() {
     let report = Report {
         options: &options,
         rows: &rows,
-        placement: placement.describe(server.child.id()),
+        placement: describe(&placement, server.child.id()),
         took: started.elapsed(),
         cpus_allowed,
         load,
@@ -929,7 +760,7 @@ fn main() {
         print!("{}", report.text());
     }
     drop(server);
-    if rows.iter().any(|r| r.tally.errors > 0) {
+    if rows.iter().any(|r| r.tally.outcome.errors > 0) {
         std::process::exit(1);
     }
 }
@@ -1049,16 +880,11 @@ impl Report<'_> {
              ~{} requests per cell in {} rounds (+{} warm-up each) ==",
             o.requests, o.rounds, o.warmup,
         );
-        let versions: Vec<_> = self
-            .versions
-            .iter()
-            .map(|(n, v)| format!("{n} {v}"))
-            .collect();
-        let _ = writeln!(out, "crates: {}", versions.join(", "));
+        let _ = writeln!(out, "{}", common::crates_line(&self.versions));
         let _ = writeln!(
             out,
-            "machine: {} CPU(s) allowed, load average at start {}",
-            self.cpus_allowed, self.load
+            "{}",
+            common::machine_line(self.cpus_allowed, &self.load)
         );
         for line in &self.placement {
             let _ = writeln!(out, "placement: {line}");
@@ -1122,7 +948,7 @@ impl Report<'_> {
                 t.allocs_per_request(),
                 t.alloc_bytes_per_request(),
                 t.spread() * 100.0,
-                t.errors,
+                t.outcome.errors,
             );
         }
         let _ = writeln!(
@@ -1135,15 +961,19 @@ impl Report<'_> {
              allocs, bytes: heap allocations and bytes allocated per request.\n\
              wall and CPU: the median round; spread: (slowest - fastest round) / median round."
         );
-        for row in self.rows.iter().filter(|r| r.tally.first_error.is_some()) {
+        for row in self
+            .rows
+            .iter()
+            .filter(|r| r.tally.outcome.first_error.is_some())
+        {
             let _ = writeln!(
                 out,
                 "ERRORS c={} {} {}: {} (first: {})",
                 row.concurrency,
                 row.rt.name(),
                 row.kind.name(),
-                row.tally.errors,
-                row.tally.first_error.as_deref().unwrap_or("")
+                row.tally.outcome.errors,
+                row.tally.outcome.first_error.as_deref().unwrap_or("")
             );
         }
         for row in self.rows {
@@ -1200,8 +1030,8 @@ impl Report<'_> {
                         "user_us_per_request": r.user_us,
                         "sys_us_per_request": r.sys_us,
                     })).collect::<Vec<_>>(),
-                    "errors": t.errors,
-                    "first_error": t.first_error,
+                    "errors": t.outcome.errors,
+                    "first_error": t.outcome.first_error,
                 })
             })
             .collect();
@@ -1210,11 +1040,6 @@ impl Report<'_> {
             .into_iter()
             .map(|g| serde_json::json!({ "goal": g.text, "holds": g.holds }))
             .collect();
-        let versions: serde_json::Map<_, _> = self
-            .versions
-            .iter()
-            .map(|(n, v)| (n.to_string(), serde_json::Value::from(v.as_str())))
-            .collect();
         serde_json::json!({
             "bench": "http_clients",
             "rounds": self.options.rounds,
@@ -1222,7 +1047,7 @@ impl Report<'_> {
             "placement": self.placement,
             "cpus_allowed": self.cpus_allowed,
             "load_average_at_start": self.load,
-            "versions": versions,
+            "versions": common::versions_json(&self.versions),
             "took_s": self.took.as_secs_f64(),
             "rows": rows,
             "goals": goals,

@@ -142,21 +142,22 @@
 mod common;
 
 use std::fmt::Write as _;
-use std::io::{BufRead, Write as _};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ProtocolVersion, RootCertStore};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 
-use common::{BoxError, Count, Counting, Heads, RESPONSE, ServerProcess, allowed_cpus, check};
+use common::requests::{connect_nodelay, connpool_get, hyper_get, raw_exchange, reqwest_get};
+use common::rounds::{Outcome, Totals, cpu_time};
+use common::{BoxError, Counting, Heads, Placement, RESPONSE, ServerProcess, allowed_cpus};
 
 // --------------------------------------------------------------- constants
 
@@ -294,41 +295,9 @@ const CELLS_REFS: [&CellSpec; 6] = [
 
 // -------------------------------------------------------- counting allocator
 
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-/// Counts allocations (a `realloc` as one).
-struct Allocations;
-
-impl Count for Allocations {
-    fn allocated(&self, _size: usize) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn reallocated(&self, _old_size: usize, _new_size: usize) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn freed(&self, _size: usize) {}
-}
-
+/// Counts the client's allocations (the allocs column).
 #[global_allocator]
-static GLOBAL: Counting<Allocations> = Counting(Allocations);
-
-/// User + system CPU time of this whole process so far.
-fn cpu_time() -> Duration {
-    fn duration(t: libc::timeval) -> Duration {
-        Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000)
-    }
-    // SAFETY: `rusage` is plain data for which all zeroes is valid;
-    // `getrusage` fills the struct we own.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        let rc = libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        assert_eq!(rc, 0, "getrusage failed");
-        usage
-    };
-    duration(usage.ru_utime) + duration(usage.ru_stime)
-}
+static GLOBAL: Counting<Totals> = Counting(Totals::new());
 
 // ------------------------------------------------------------------ server
 
@@ -384,36 +353,24 @@ fn serve(cpu: &str) {
             ports.join(" "),
             hex(ca.cert_der().as_ref())
         ));
-        std::thread::spawn(answer_stats);
+        std::thread::spawn(|| common::report_on_request(stats_line));
         std::future::pending::<()>().await;
     });
 }
 
-/// In the server: one line of counters for each line on stdin; exits at EOF.
-fn answer_stats() {
-    let stdin = std::io::stdin();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match stdin.lock().read_line(&mut line) {
-            Ok(0) | Err(_) => std::process::exit(0),
-            Ok(_) => {}
-        }
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "{} {} {} {} {} {} {}",
-            cpu_time().as_nanos(),
-            load(&REQUESTS),
-            load(&ACCEPTED),
-            load(&FULL),
-            load(&RESUMED),
-            load(&BAD),
-            load(&TLS_FAILED),
-        );
-        let _ = out.flush();
-    }
+/// In the server: its CPU time (ns) and counters, for the parent.
+fn stats_line() -> String {
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    format!(
+        "{} {} {} {} {} {} {}",
+        cpu_time().as_nanos(),
+        load(&REQUESTS),
+        load(&ACCEPTED),
+        load(&FULL),
+        load(&RESUMED),
+        load(&BAD),
+        load(&TLS_FAILED),
+    )
 }
 
 async fn accept_loop(
@@ -476,12 +433,8 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, clos
         if answered && stream.flush().await.is_err() {
             return;
         }
-        let Some(spare) = heads.spare() else {
-            return; // a head larger than the buffer
-        };
-        match stream.read(spare).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => heads.filled(n),
+        if !heads.read_async(&mut stream).await {
+            return;
         }
     }
 }
@@ -537,21 +490,7 @@ impl Server {
     }
 
     fn stats(&mut self) -> ServerStats {
-        let stdin = self.process.child.stdin.as_mut().expect("server stdin");
-        stdin
-            .write_all(b"stats\n")
-            .and_then(|()| stdin.flush())
-            .expect("ask the server");
-        let mut line = String::new();
-        self.process
-            .stdout
-            .read_line(&mut line)
-            .expect("read the server's counters");
-        let n: Vec<u64> = line
-            .split_whitespace()
-            .map(|w| w.parse().expect("a counter"))
-            .collect();
-        assert_eq!(n.len(), 7, "the server's counters: {line:?}");
+        let n = self.process.counters(b"stats\n", 7);
         ServerStats {
             cpu_ns: n[0],
             requests: n[1],
@@ -741,12 +680,12 @@ impl Worker {
                 stream,
             } => {
                 if stream.is_none() {
-                    let tcp = TcpStream::connect(target.addr).await?;
-                    tcp.set_nodelay(true)?;
+                    let tcp = connect_nodelay(target.addr).await?;
                     let name = ServerName::IpAddress(target.addr.ip().into());
                     *stream = Some(Box::new(connector.connect(name, tcp).await?));
                 }
-                let result = raw_exchange(stream.as_mut().expect("connected"), target).await;
+                let tls = stream.as_mut().expect("connected");
+                let result = raw_exchange(tls, target.request, target.response).await;
                 if result.is_err() || target.mode.closes() {
                     *stream = None;
                 }
@@ -754,32 +693,18 @@ impl Worker {
             }
             Worker::RawTcp { target, stream } => {
                 if stream.is_none() {
-                    let tcp = TcpStream::connect(target.addr).await?;
-                    tcp.set_nodelay(true)?;
-                    *stream = Some(tcp);
+                    *stream = Some(connect_nodelay(target.addr).await?);
                 }
-                let result = raw_exchange(stream.as_mut().expect("connected"), target).await;
+                let tcp = stream.as_mut().expect("connected");
+                let result = raw_exchange(tcp, target.request, target.response).await;
                 if result.is_err() || target.mode.closes() {
                     *stream = None;
                 }
                 result
             }
-            Worker::Connpool(client, target) => {
-                let resp = client.get(target.url).send().await?;
-                let status = resp.status().as_u16();
-                check(status, &resp.bytes().await?)
-            }
-            Worker::HyperUtil(client, target) => {
-                let req = http::Request::get(target.url).body(Empty::<Bytes>::new())?;
-                let resp = client.request(req).await?;
-                let status = resp.status().as_u16();
-                check(status, &resp.into_body().collect().await?.to_bytes())
-            }
-            Worker::Reqwest(client, target) => {
-                let resp = client.get(target.url).send().await?;
-                let status = resp.status().as_u16();
-                check(status, &resp.bytes().await?)
-            }
+            Worker::Connpool(client, target) => connpool_get(client, target.url).await,
+            Worker::HyperUtil(client, target) => hyper_get(client, target.url).await,
+            Worker::Reqwest(client, target) => reqwest_get(client, target.url).await,
         }
     }
 
@@ -789,44 +714,6 @@ impl Worker {
             outcome.record(self.request().await);
         }
         (self, outcome)
-    }
-}
-
-/// Writes the request, reads exactly the response's length and checks it.
-async fn raw_exchange<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    target: &Target,
-) -> Result<(), BoxError> {
-    stream.write_all(target.request).await?;
-    let mut buf = [0u8; 128];
-    let buf = &mut buf[..target.response.len()];
-    stream.read_exact(buf).await?;
-    if buf != target.response {
-        return Err(format!("unexpected response: {:?}", String::from_utf8_lossy(buf)).into());
-    }
-    Ok(())
-}
-
-/// Errors of a batch of requests, and the first one's message.
-#[derive(Default)]
-struct Outcome {
-    errors: u64,
-    first_error: Option<String>,
-}
-
-impl Outcome {
-    fn record(&mut self, result: Result<(), BoxError>) {
-        if let Err(e) = result {
-            self.errors += 1;
-            self.first_error.get_or_insert_with(|| e.to_string());
-        }
-    }
-
-    fn merge(&mut self, other: Outcome) {
-        self.errors += other.errors;
-        if self.first_error.is_none() {
-            self.first_error = other.first_error;
-        }
     }
 }
 
@@ -852,23 +739,14 @@ struct Tally {
     resumed: u64,
     bad: u64,
     tls_failed: u64,
-    errors: u64,
-    first_error: Option<String>,
+    /// The errors, warm-ups included.
+    outcome: Outcome,
     rounds: Vec<RoundSample>,
 }
 
 impl Tally {
-    fn add_errors(&mut self, outcome: Outcome) {
-        self.errors += outcome.errors;
-        if self.first_error.is_none() {
-            self.first_error = outcome.first_error;
-        }
-    }
-
     fn median(&self, f: impl Fn(&RoundSample) -> f64) -> f64 {
-        let mut values: Vec<f64> = self.rounds.iter().map(f).collect();
-        values.sort_by(f64::total_cmp);
-        values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+        common::rounds::median(self.rounds.iter().map(f)).unwrap_or(f64::NAN)
     }
 
     fn wall_us(&self) -> f64 {
@@ -895,16 +773,13 @@ impl Tally {
 
     /// (slowest round − fastest round) / median round, of the wall time.
     fn spread(&self) -> f64 {
-        let walls = self.rounds.iter().map(|r| r.wall_us);
-        let max = walls.clone().fold(f64::NAN, f64::max);
-        let min = walls.fold(f64::NAN, f64::min);
-        (max - min) / self.wall_us()
+        common::rounds::spread(self.rounds.iter().map(|r| r.wall_us))
     }
 
     /// Whether anything went wrong: errors, or a handshake that was not TLS
     /// 1.3 with ALPN `http/1.1`, or one that failed.
     fn failed(&self) -> bool {
-        self.errors > 0 || self.bad > 0 || self.tls_failed > 0
+        self.outcome.errors > 0 || self.bad > 0 || self.tls_failed > 0
     }
 }
 
@@ -919,36 +794,20 @@ struct Participant {
 impl Participant {
     /// `per_worker` requests on every worker at once.
     fn run(&mut self, rt: &Runtime, per_worker: u64) -> Outcome {
-        let taken = std::mem::take(&mut self.workers);
-        let (back, outcome) = rt.block_on(async move {
-            let handles: Vec<_> = taken
-                .into_iter()
-                .map(|w| tokio::spawn(w.run(per_worker)))
-                .collect();
-            let mut back = Vec::with_capacity(handles.len());
-            let mut outcome = Outcome::default();
-            for h in handles {
-                let (w, o) = h.await.expect("benchmark task panicked");
-                back.push(w);
-                outcome.merge(o);
-            }
-            (back, outcome)
-        });
-        self.workers = back;
-        outcome
+        common::rounds::run_workers(rt, &mut self.workers, per_worker, Worker::run)
     }
 
     /// One round: the warm-up, then `per_worker` measured requests on each
     /// worker.
     fn round(&mut self, rt: &Runtime, server: &mut Server, warmup: u64, per_worker: u64) {
         let warm = self.run(rt, warmup);
-        self.tally.add_errors(warm);
+        self.tally.outcome.merge(warm);
         let server_before = server.stats();
-        let (cpu_before, allocs_before) = (cpu_time(), ALLOCS.load(Ordering::Relaxed));
+        let (cpu_before, allocs_before) = (cpu_time(), GLOBAL.0.allocs());
         let started = Instant::now();
         let outcome = self.run(rt, per_worker);
         let wall = started.elapsed();
-        let (cpu_after, allocs_after) = (cpu_time(), ALLOCS.load(Ordering::Relaxed));
+        let (cpu_after, allocs_after) = (cpu_time(), GLOBAL.0.allocs());
         let server_after = server.stats();
         let requests = per_worker * self.concurrency as u64;
         let per_request = |d: Duration| d.as_secs_f64() * 1e6 / requests as f64;
@@ -968,7 +827,7 @@ impl Participant {
                 / 1e3
                 / requests as f64,
         });
-        t.add_errors(outcome);
+        t.outcome.merge(outcome);
     }
 }
 
@@ -1150,23 +1009,18 @@ fn main() {
     else {
         return;
     };
-    let cpus = allowed_cpus();
+    let cpus_allowed = allowed_cpus().len();
     let load = common::load_average();
-    let (client_cpu, server_cpu) = match cpus[..] {
-        [c, s, ..] => (Some(c), Some(s)),
-        _ => (None, None),
-    };
-    let mut server = Server::start(server_cpu);
-    let mut placement = match (client_cpu, server_cpu) {
-        (Some(c), Some(s)) => format!(
+    let mut placement = Placement::choose();
+    let mut server = Server::start(placement.server_cpu);
+    placement.pin_client();
+    let placement = match (placement.both(), placement.unpinned) {
+        (Some((c, s)), _) => format!(
             "server: child process {} on CPU {s}; client (current_thread) on CPU {c}",
             server.process.child.id()
         ),
-        _ => format!("{} CPU(s) allowed: nothing pinned", cpus.len()),
+        (None, why) => why.unwrap_or_default(),
     };
-    if let Some(Err(e)) = client_cpu.map(|cpu| common::pin_current_thread(&[cpu])) {
-        placement = format!("pinning the client failed ({e}): client not pinned");
-    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -1178,7 +1032,7 @@ fn main() {
         rows: &rows,
         placement,
         took: started.elapsed(),
-        cpus_allowed: cpus.len(),
+        cpus_allowed,
         load,
         versions: common::locked_versions(&[
             "connpool",
@@ -1261,16 +1115,13 @@ impl Report<'_> {
         ))
     }
 
-    /// (wall µs, client CPU µs) of `derived` for `kind`, at c=1.
     /// (wall µs, client CPU µs) of `derived` for `kind`, at c=1: the
     /// median over the rounds of the difference within each round.
     fn derived(&self, derived: &Derived, kind: Kind) -> Option<(f64, f64)> {
         let a = &self.find(derived.from, 1, kind)?.tally.rounds;
         let b = &self.find(derived.minus, 1, kind)?.tally.rounds;
         let median = |f: fn(&RoundSample) -> f64| {
-            let mut d: Vec<f64> = a.iter().zip(b).map(|(a, b)| f(a) - f(b)).collect();
-            d.sort_by(f64::total_cmp);
-            d.get(d.len() / 2).copied()
+            common::rounds::median(a.iter().zip(b).map(|(a, b)| f(a) - f(b)))
         };
         Some((median(|r| r.wall_us)?, median(|r| r.cpu_us)?))
     }
@@ -1283,16 +1134,11 @@ impl Report<'_> {
              {} rounds, request counts x{} ==",
             self.options.rounds, self.options.scale
         );
-        let versions: Vec<_> = self
-            .versions
-            .iter()
-            .map(|(n, v)| format!("{n} {v}"))
-            .collect();
-        let _ = writeln!(out, "crates: {}", versions.join(", "));
+        let _ = writeln!(out, "{}", common::crates_line(&self.versions));
         let _ = writeln!(
             out,
-            "machine: {} CPU(s) allowed, load average at start {}",
-            self.cpus_allowed, self.load
+            "{}",
+            common::machine_line(self.cpus_allowed, &self.load)
         );
         let _ = writeln!(out, "placement: {}\n", self.placement);
         let _ = writeln!(
@@ -1345,7 +1191,7 @@ impl Report<'_> {
                 t.per_request(t.accepted),
                 resumed,
                 t.spread() * 100.0,
-                t.errors + t.bad + t.tls_failed,
+                t.outcome.errors + t.bad + t.tls_failed,
             );
         }
         let _ = writeln!(
@@ -1396,8 +1242,8 @@ impl Report<'_> {
                 row.mode.name(),
                 row.concurrency,
                 row.kind.name(),
-                t.errors,
-                t.first_error.as_deref().unwrap_or("-"),
+                t.outcome.errors,
+                t.outcome.first_error.as_deref().unwrap_or("-"),
                 t.bad,
                 t.tls_failed,
             );
@@ -1450,8 +1296,8 @@ impl Report<'_> {
                         "cpu_us_per_request": r.cpu_us,
                         "server_cpu_us_per_request": r.server_cpu_us,
                     })).collect::<Vec<_>>(),
-                    "errors": t.errors,
-                    "first_error": t.first_error,
+                    "errors": t.outcome.errors,
+                    "first_error": t.outcome.first_error,
                 })
             })
             .collect();
@@ -1469,11 +1315,6 @@ impl Report<'_> {
                 })
             })
             .collect();
-        let versions: serde_json::Map<_, _> = self
-            .versions
-            .iter()
-            .map(|(n, v)| (n.to_string(), serde_json::Value::from(v.as_str())))
-            .collect();
         serde_json::json!({
             "bench": "https_clients",
             "rounds": self.options.rounds,
@@ -1481,7 +1322,7 @@ impl Report<'_> {
             "placement": self.placement,
             "cpus_allowed": self.cpus_allowed,
             "load_average_at_start": self.load,
-            "versions": versions,
+            "versions": common::versions_json(&self.versions),
             "took_s": self.took.as_secs_f64(),
             "rows": rows,
             "derived": derived,

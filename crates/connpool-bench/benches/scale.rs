@@ -79,14 +79,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use common::{BODY, Heads, HyperClient, RESPONSE, ServerProcess, raise_nofile};
 
@@ -174,7 +173,7 @@ fn serve(spec: &str) {
     let port = listener.local_addr().expect("server: local addr").port();
     common::announce(&format!("{port} {nofile}"));
     let reporter = Arc::clone(&counters);
-    std::thread::spawn(move || report_on_request(&reporter));
+    std::thread::spawn(move || common::report_on_request(|| stats_line(&reporter)));
     rt.block_on(async move {
         loop {
             match listener.accept().await {
@@ -202,28 +201,20 @@ fn serve(spec: &str) {
     });
 }
 
-/// The server's stdin thread: a line in, a line of counters out
-/// (`accepted open peak accept_errors accept_file_limit requests`); the
-/// peak restarts from the connections open now. EOF ends the process.
-fn report_on_request(counters: &ServerCounters) {
-    let mut out = std::io::stdout();
-    for line in std::io::stdin().lock().lines() {
-        if line.is_err() {
-            break;
-        }
-        let open = counters.open.load(Ordering::Relaxed);
-        let peak = counters.peak.swap(open, Ordering::Relaxed).max(open);
-        let _ = writeln!(
-            out,
-            "{} {open} {peak} {} {} {}",
-            counters.accepted.load(Ordering::Relaxed),
-            counters.accept_errors.load(Ordering::Relaxed),
-            counters.accept_file_limit.load(Ordering::Relaxed),
-            counters.requests.load(Ordering::Relaxed),
-        );
-        let _ = out.flush();
-    }
-    std::process::exit(0);
+/// The server's line of counters, for a line on its stdin (see
+/// [`common::report_on_request`]): `accepted open peak accept_errors
+/// accept_file_limit requests`; the peak restarts from the connections
+/// open now.
+fn stats_line(counters: &ServerCounters) -> String {
+    let open = counters.open.load(Ordering::Relaxed);
+    let peak = counters.peak.swap(open, Ordering::Relaxed).max(open);
+    format!(
+        "{} {open} {peak} {} {} {}",
+        counters.accepted.load(Ordering::Relaxed),
+        counters.accept_errors.load(Ordering::Relaxed),
+        counters.accept_file_limit.load(Ordering::Relaxed),
+        counters.requests.load(Ordering::Relaxed),
+    )
 }
 
 /// Answers every request head on `stream`, each after `delay`, until the
@@ -245,12 +236,8 @@ async fn serve_connection(
                 return;
             }
         }
-        let Some(spare) = heads.spare() else {
-            return; // a head larger than the buffer
-        };
-        match stream.read(spare).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => heads.filled(n),
+        if !heads.read_async(&mut stream).await {
+            return;
         }
     }
 }
@@ -289,21 +276,7 @@ impl Server {
 
     /// The server's counters now; restarts its peak.
     fn stats(&mut self) -> ServerStats {
-        let stdin = self.process.child.stdin.as_mut().expect("server stdin");
-        stdin
-            .write_all(b"\n")
-            .and_then(|()| stdin.flush())
-            .expect("ask the server for its counters");
-        let mut line = String::new();
-        self.process
-            .stdout
-            .read_line(&mut line)
-            .expect("read the server's counters");
-        let n: Vec<u64> = line
-            .split_whitespace()
-            .map(|w| w.parse().expect("a counter"))
-            .collect();
-        assert_eq!(n.len(), 6, "the server printed {line:?}");
+        let n = self.process.counters(b"\n", 6);
         ServerStats {
             accepted: n[0],
             open: n[1] as usize,
@@ -789,16 +762,13 @@ impl Header<'_> {
              2-worker multi_thread runtime ==",
             o.requests, o.delay_us
         );
-        let versions: Vec<_> =
-            common::locked_versions(&["connpool", "hyper-util", "reqwest", "tokio"])
-                .into_iter()
-                .map(|(name, version)| format!("{name} {version}"))
-                .collect();
-        let _ = writeln!(out, "crates: {}", versions.join(", "));
+        let versions = common::locked_versions(&["connpool", "hyper-util", "reqwest", "tokio"]);
+        let _ = writeln!(out, "{}", common::crates_line(&versions));
         let _ = writeln!(
             out,
-            "machine: {} CPU(s) allowed, load average at start {}, net.core.somaxconn {}",
-            self.cpus, self.load, self.somaxconn
+            "{}, net.core.somaxconn {}",
+            common::machine_line(self.cpus, &self.load),
+            self.somaxconn
         );
         let server = match self.server_cpu {
             Some(c) => format!("pinned to CPU {c}; the client's 2 workers unpinned"),

@@ -1,12 +1,18 @@
 //! What the custom-harness benches (`http_clients`, `scale`, `idle_memory`)
 //! share: the server child process's plumbing and its request-head
 //! buffer, the system calls (CPU affinity, `RLIMIT_NOFILE`), the shell of
-//! a counting global allocator, the peers' default clients, and small
-//! helpers for options and reports.
+//! a counting global allocator, the peers' default clients, where the
+//! client and the server run, and small helpers for options and reports.
+//! [`rounds`] and [`requests`] hold what the round-based client benches
+//! (`http_clients`, `https_clients`) measure with and the requests they
+//! make.
 //!
 //! Each bench compiles its own copy of this module (`mod common;`) and
 //! uses a part of it; every item is used by at least two of them.
 #![allow(dead_code)] // what one bench leaves unused here, another uses
+
+pub mod requests;
+pub mod rounds;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{BufRead, BufReader, Write};
@@ -186,6 +192,53 @@ pub fn raise_nofile_or_warn(who: &str) -> Option<u64> {
     }
 }
 
+// -------------------------------------------------------------- placement
+
+/// Where the client and the server run: the first two allowed CPUs, the
+/// client's and the server's, when there are two.
+pub struct Placement {
+    pub client_cpu: Option<usize>,
+    pub server_cpu: Option<usize>,
+    /// Why nothing is pinned, if nothing is.
+    pub unpinned: Option<String>,
+}
+
+impl Placement {
+    /// The first two allowed CPUs: the client's and the server's.
+    pub fn choose() -> Placement {
+        let cpus = allowed_cpus();
+        if cpus.len() < 2 {
+            return Placement {
+                client_cpu: None,
+                server_cpu: None,
+                unpinned: Some(format!("{} CPU(s) allowed: nothing pinned", cpus.len())),
+            };
+        }
+        Placement {
+            client_cpu: Some(cpus[0]),
+            server_cpu: Some(cpus[1]),
+            unpinned: None,
+        }
+    }
+
+    /// Pins the calling (main) thread to the client's CPU; the threads it
+    /// starts inherit it.
+    pub fn pin_client(&mut self) {
+        let Some(cpu) = self.client_cpu else { return };
+        if let Err(e) = pin_current_thread(&[cpu]) {
+            self.client_cpu = None;
+            self.unpinned = Some(format!(
+                "pinning the client failed ({e}): client not pinned"
+            ));
+        }
+    }
+
+    /// Both CPUs, the client's and the server's, when both are pinned.
+    pub fn both(&self) -> Option<(usize, usize)> {
+        Some((self.client_cpu?, self.server_cpu?))
+    }
+}
+
 // ------------------------------------------------------------------ server
 
 /// How the parent tells the server child which CPU to pin itself to.
@@ -226,6 +279,20 @@ pub fn exit_when_stdin_closes() {
         let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
         std::process::exit(0);
     });
+}
+
+/// In the server child: for every line on stdin, prints `report()` as one
+/// line on stdout; ends the process once the parent closes its stdin.
+pub fn report_on_request(report: impl Fn() -> String) {
+    let mut out = std::io::stdout();
+    for line in std::io::stdin().lock().lines() {
+        if line.is_err() {
+            break;
+        }
+        let _ = writeln!(out, "{}", report());
+        let _ = out.flush();
+    }
+    std::process::exit(0);
 }
 
 /// A connection's read buffer of `N` bytes, cut into request heads (up to
@@ -271,6 +338,37 @@ impl<const N: usize> Heads<N> {
     /// Counts `n` bytes read into [`spare`](Self::spare).
     pub fn filled(&mut self, n: usize) {
         self.end += n;
+    }
+
+    /// Reads more of `stream` into the buffer; `false` when the client
+    /// closed, the read failed, or what is left is a head larger than the
+    /// buffer: the connection is done.
+    pub fn read_from(&mut self, stream: &mut impl std::io::Read) -> bool {
+        let Some(spare) = self.spare() else {
+            return false; // a head larger than the buffer
+        };
+        match stream.read(spare) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.filled(n);
+                true
+            }
+        }
+    }
+
+    /// [`read_from`](Self::read_from) on a tokio stream.
+    pub async fn read_async(&mut self, stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> bool {
+        use tokio::io::AsyncReadExt as _;
+        let Some(spare) = self.spare() else {
+            return false; // a head larger than the buffer
+        };
+        match stream.read(spare).await {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.filled(n);
+                true
+            }
+        }
     }
 }
 
@@ -318,6 +416,28 @@ impl ServerProcess {
             first_line: line,
             stdout,
         }
+    }
+}
+
+impl ServerProcess {
+    /// Sends `ask` (a line) to the server and reads the line of `n`
+    /// counters it answers with.
+    pub fn counters(&mut self, ask: &[u8], n: usize) -> Vec<u64> {
+        let stdin = self.child.stdin.as_mut().expect("server stdin");
+        stdin
+            .write_all(ask)
+            .and_then(|()| stdin.flush())
+            .expect("ask the server for its counters");
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("read the server's counters");
+        let counters: Vec<u64> = line
+            .split_whitespace()
+            .map(|w| w.parse().expect("a counter"))
+            .collect();
+        assert_eq!(counters.len(), n, "the server's counters: {line:?}");
+        counters
     }
 }
 
@@ -422,6 +542,27 @@ pub fn locked_versions(crates: &[&'static str]) -> Vec<(&'static str, String)> {
     }
     found.sort_by_key(|(name, _)| crates.iter().position(|c| c == name));
     found
+}
+
+/// The `crates:` line: `versions` as `name version`, in order.
+pub fn crates_line(versions: &[(&'static str, String)]) -> String {
+    let versions: Vec<_> = versions.iter().map(|(n, v)| format!("{n} {v}")).collect();
+    format!("crates: {}", versions.join(", "))
+}
+
+/// The `machine:` line.
+pub fn machine_line(cpus_allowed: usize, load: &str) -> String {
+    format!("machine: {cpus_allowed} CPU(s) allowed, load average at start {load}")
+}
+
+/// `versions` as a JSON object, name to version.
+pub fn versions_json(
+    versions: &[(&'static str, String)],
+) -> serde_json::Map<String, serde_json::Value> {
+    versions
+        .iter()
+        .map(|(n, v)| (n.to_string(), serde_json::Value::from(v.as_str())))
+        .collect()
 }
 
 /// A goal's verdict, padded for the goals list: `None` when not run.
