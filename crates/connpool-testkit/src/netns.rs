@@ -208,6 +208,7 @@ impl NetChainBuilder {
         let ip = find_tool("ip", "iproute2")?;
         let nft = find_tool("nft", "nftables")?;
         let timeout_secs = whole_seconds(self.established_timeout);
+        remove_orphans(&ip);
         let id = format!(
             "cp-{}-{}",
             std::process::id(),
@@ -621,6 +622,41 @@ impl Drop for NetChain {
             }
         }
     }
+}
+
+/// Deletes the namespaces of chains whose process is gone.
+///
+/// A chain's namespaces are deleted when it is dropped, but a process that
+/// dies without unwinding (killed, Ctrl-C in `connpool demo`, `abort`)
+/// leaves them behind, and they would pile up run after run. Their names
+/// say which process made them (`cp-<pid>-<n>-<c|m|s>`): one whose process
+/// no longer exists is an orphan. A pid reused by another process since
+/// keeps its namespaces until that process ends too (never a live chain's).
+/// Failures are ignored: cleaning up is a courtesy, not the job.
+fn remove_orphans(ip: &Path) {
+    let Ok(entries) = std::fs::read_dir(NETNS_DIR) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if orphan_pid(name).is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let mut command = Command::new(ip);
+            command.args(["netns", "del", name]);
+            let _ = run_command(command, None);
+        }
+    }
+}
+
+/// The process id in a chain's namespace name, `cp-<pid>-<n>-<c|m|s>`.
+fn orphan_pid(name: &str) -> Option<u32> {
+    let mut parts = name.strip_prefix("cp-")?.split('-');
+    let pid = parts.next()?.parse().ok()?;
+    parts.next()?.parse::<u64>().ok()?;
+    matches!(parts.next()?, "c" | "m" | "s").then_some(())?;
+    parts.next().is_none().then_some(pid)
 }
 
 /// A flow in the middlebox's conntrack table (one line of
@@ -1063,6 +1099,17 @@ fn flush_conntrack() -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_chain_namespace_names_name_a_process() {
+        assert_eq!(orphan_pid("cp-4122-0-c"), Some(4122));
+        assert_eq!(orphan_pid("cp-4122-17-s"), Some(4122));
+        assert_eq!(orphan_pid("cp-4122-0-x"), None);
+        assert_eq!(orphan_pid("cp-4122-c"), None);
+        assert_eq!(orphan_pid("cp-4122-0-c-d"), None);
+        assert_eq!(orphan_pid("blue"), None);
+        assert_eq!(orphan_pid("cp-me-0-c"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -464,3 +464,35 @@ fn code_runs_inside_the_namespace_and_its_threads_inherit_it() {
     let error = chain.connect_from_client(unreachable).unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::NetworkUnreachable, "{error}");
 }
+
+/// A process that died without dropping its chain (killed, Ctrl-C) leaves
+/// its namespaces behind; the next chain built deletes them, and leaves a
+/// live process's alone.
+#[test]
+fn namespaces_of_a_dead_process_are_removed_by_the_next_chain() {
+    // A pid that surely belongs to no process any more: a child that ran
+    // and was reaped.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let orphan = format!("cp-{dead}-0-c");
+    let alive = format!("cp-{}-999999-c", std::process::id());
+    for name in [&orphan, &alive] {
+        let status = Command::new("ip")
+            .args(["netns", "add", name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "ip netns add {name}");
+    }
+    let exists = |name: &str| std::path::Path::new("/var/run/netns").join(name).exists();
+    assert!(exists(&orphan) && exists(&alive));
+
+    let chain = NetChain::builder().start().unwrap();
+    let orphan_left = exists(&orphan);
+    let alive_left = exists(&alive);
+    let _ = Command::new("ip").args(["netns", "del", &alive]).status();
+    let _ = Command::new("ip").args(["netns", "del", &orphan]).status();
+    drop(chain);
+    assert!(!orphan_left, "the dead process's namespace is still there");
+    assert!(alive_left, "a live process's namespace was deleted");
+}
