@@ -921,3 +921,80 @@ async fn the_per_host_cap_queues_and_the_wait_deadline_is_kept_over_tls() {
     assert_eq!(server.accepted(), 1);
     assert_eq!(server.tls_sessions().len(), 1);
 }
+async fn stray_after_response_server(
+    cert: &IssuedCert,
+    total: usize,
+    stray: &'static [u8],
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = connpool::tls::rustls::ServerConfig::builder_with_provider(
+        connpool_testkit::tls::crypto_provider(),
+    )
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(cert.chain(), cert.key_der())
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "https://127.0.0.1:{}/",
+        listener.local_addr().unwrap().port()
+    );
+    let mut head = String::new();
+    for _ in 0..2 {
+        head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            total - head.len()
+        );
+    }
+    let mut message = head.clone().into_bytes();
+    message.resize(total, b'x');
+    message.extend_from_slice(stray);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            let message = message.clone();
+            tokio::spawn(async move {
+                let mut tls = acceptor.accept(tcp).await.unwrap();
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let mut byte = [0u8; 1];
+                    if tls.read_exact(&mut byte).await.is_err() {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                tls.write_all(&message).await.unwrap();
+                tls.flush().await.unwrap();
+                let mut rest = [0u8; 1024];
+                while matches!(tls.read(&mut rest).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn bytes_past_the_response_held_inside_rustls_never_reach_the_next_request() {
+    // The stray bytes share a TLS record with the response, and the
+    // response fills the client's 8 KiB read buffer exactly: rustls has
+    // taken them off the socket (the checkout's peek would see nothing)
+    // and holds them decrypted. They are bytes past the end of the
+    // response, as if in the read buffer: the connection is closed, never
+    // returned. (Over plain TCP they would still be on the socket, found
+    // by the checkout's peek.)
+    let (ca, cert) = ca_and_cert();
+    let stray = b"HTTP/1.1 418 I'm a teapot\r\nContent-Length: 0\r\n\r\n";
+    let url = stray_after_response_server(&cert, 8192, stray).await;
+    let events = Events::default();
+    let client = client_trusting(&ca, &events);
+    let body = get_ok(&client, &url).await.bytes().await.unwrap();
+    assert!(body.iter().all(|&b| b == b'x'));
+    assert_eq!(events.returned(), 0, "a dirty connection went back");
+    assert_eq!(events.closed(connpool::CloseReason::Discarded), 1);
+    let resp = client.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "the stray bytes taken for the answer");
+    assert!(!resp.connection_reused());
+}

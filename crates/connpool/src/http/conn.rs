@@ -10,9 +10,10 @@
 //! [`HttpConn`] is a [`Stream`] (TCP, or TLS over TCP: the handshake runs
 //! in [`HttpManager::connect`], within the connect timeout), a read
 //! buffer, and a little history. An
-//! idle connection's read buffer is always empty — a connection goes back
-//! to the pool only at a message boundary with nothing left over, so any
-//! byte found on an idle connection is a byte nobody asked for — and it
+//! idle connection's read buffer is always empty, and under TLS rustls
+//! holds nothing unread either — a connection goes back to the pool only
+//! at a message boundary with nothing left over, so any byte found on an
+//! idle connection is a byte nobody asked for — and it
 //! holds no allocation: buffers are lent from a per-thread cache while a
 //! response is read (`spare_bufs`).
 //!

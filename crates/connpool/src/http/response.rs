@@ -219,7 +219,7 @@ impl Reader {
         if let Some(why) = self.no_reuse {
             return close(conn, &self.tracer, why);
         }
-        if !conn.read_buf.is_empty() {
+        if !conn.read_buf.is_empty() || conn.stream.holds_input() {
             return close(conn, &self.tracer, "bytes past the end of the response");
         }
         let margin = config.keep_alive_margin;

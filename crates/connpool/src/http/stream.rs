@@ -69,6 +69,23 @@ impl Stream {
         }
     }
 
+    /// Whether rustls already holds input nobody has read: decrypted bytes
+    /// (one TLS record can carry the end of a response and bytes past it,
+    /// more than the read buffer took), the server's `close_notify`, or
+    /// the TCP FIN. Taken off the socket, they are invisible to the
+    /// checkout's peek, so a connection holding any never goes back to the
+    /// pool. No system call; always false for plain TCP, whose unread
+    /// bytes stay in the kernel.
+    pub(crate) fn holds_input(&mut self) -> bool {
+        match self {
+            Stream::Plain(_) => false,
+            Stream::Tls(tls) => match tls.get_mut().1.reader().into_first_chunk() {
+                Ok(_) => true,
+                Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+            },
+        }
+    }
+
     pub(crate) fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))
     }
