@@ -366,15 +366,21 @@ impl TlsConfigBuilder {
                 roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
                 names.push("webpki".to_owned());
             }
+            // Why the platform's store gave nothing, if it did not load.
+            let mut platform_error = None;
             if self.platform_roots {
                 let found = rustls_native_certs::load_native_certs();
                 let (added, _skipped) = roots.add_parsable_certificates(found.certs);
                 names.push(format!("platform({added})"));
+                platform_error = found.errors.into_iter().next();
             }
             if roots.is_empty() {
-                return Err(invalid(
-                    "no root certificates to trust: every server would be refused".to_owned(),
-                ));
+                let mut why =
+                    "no root certificates to trust: every server would be refused".to_owned();
+                if let Some(e) = platform_error {
+                    why.push_str(&format!(" (reading the platform's store: {e})"));
+                }
+                return Err(invalid(why));
             }
             builder.with_root_certificates(roots)
         } else {

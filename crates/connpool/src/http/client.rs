@@ -35,7 +35,7 @@ use super::conn::{HostKey, HttpConn, HttpManager};
 use super::learn::IdleTimeoutLearner;
 use super::path::{self, Verdict};
 use super::replay::ReplayPolicy;
-use super::response::{Response, is_tls_truncation, poll_fill, start_body};
+use super::response::{Response, poll_fill, start_body};
 use super::stream::Stream;
 use super::trace::{TraceStep, Tracer};
 use super::watch::{Alarm, Watch, Watchdog};
@@ -822,22 +822,9 @@ async fn read_head(
                 }
             }
         }
-        let started = progress.response_started;
         let n = poll_fn(|cx| {
-            if let Poll::Ready(read) = poll_fill(c, cx) {
-                return Poll::Ready(read.map_err(|e| {
-                    if started && is_tls_truncation(&e) {
-                        // A head cut by a FIN without `close_notify`: as
-                        // truncated as one cut by a plain FIN.
-                        Error::new(
-                            ErrorKind::IncompleteResponse,
-                            "the connection closed in the middle of the response head",
-                        )
-                        .with_source(e)
-                    } else {
-                        Error::from_io(e)
-                    }
-                }));
+            if let Poll::Ready(read) = poll_fill(c, cx, false) {
+                return Poll::Ready(read.map_err(Error::from_io));
             }
             match watch.pending(cx.waker()) {
                 None => Poll::Pending,

@@ -322,20 +322,17 @@ impl Reader {
                 }
             }
             // The buffer holds nothing usable: read more.
-            let framed = !matches!(self.decoder, Decoder::Close);
-            let (n, truncation) = match ready!(poll_fill(c, cx)) {
-                Ok(n) => (n, None),
-                // A framed body cut by a FIN without `close_notify`: the
-                // same truncation as a plain FIN.
-                Err(e) if framed && is_tls_truncation(&e) => (0, Some(e)),
+            let close_delimited = matches!(self.decoder, Decoder::Close);
+            let n = match ready!(poll_fill(c, cx, close_delimited)) {
+                Ok(n) => n,
                 Err(e) => return Poll::Ready(Some(Err(self.fail(Error::from_io(e))))),
             };
             if n == 0 {
-                if !framed {
+                if close_delimited {
                     self.finish();
                     return Poll::Ready(None);
                 }
-                let mut err = Error::new(
+                let err = Error::new(
                     ErrorKind::IncompleteResponse,
                     match self.decoder {
                         Decoder::Length(remaining) => {
@@ -346,9 +343,6 @@ impl Reader {
                         _ => "the connection closed in the middle of a chunked body".to_string(),
                     },
                 );
-                if let Some(source) = truncation {
-                    err = err.with_source(source);
-                }
                 return Poll::Ready(Some(Err(self.fail(err))));
             }
         }
@@ -403,8 +397,21 @@ fn close(conn: Conn, tracer: &Tracer, why: &'static str) {
     conn.discard();
 }
 
-/// Reads what the socket has into the connection's buffer.
-pub(crate) fn poll_fill(c: &mut HttpConn, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+/// Reads what the socket has into the connection's buffer; 0 bytes at the
+/// end of the stream.
+///
+/// Under TLS a FIN without `close_notify` (rustls's `UnexpectedEof`) is
+/// the end of the stream too, as plain TCP reports any FIN: where the
+/// framing says more bytes are due (a head begun, a body with a length or
+/// chunked) it is the same truncation, and before a response began the
+/// same stale connection. Only a `close_delimited` body needs
+/// `close_notify` to tell its end from a cut: for it the bare FIN stays an
+/// error.
+pub(crate) fn poll_fill(
+    c: &mut HttpConn,
+    cx: &mut Context<'_>,
+    close_delimited: bool,
+) -> Poll<std::io::Result<usize>> {
     c.ensure_read_buf();
     let tls = match &mut c.stream {
         Stream::Plain(tcp) => loop {
@@ -421,24 +428,18 @@ pub(crate) fn poll_fill(c: &mut HttpConn, cx: &mut Context<'_>) -> Poll<std::io:
     };
     let filled = {
         let mut buf = ReadBuf::uninit(c.read_buf.spare_capacity_mut());
-        ready!(Pin::new(&mut **tls).poll_read(cx, &mut buf))?;
+        match ready!(Pin::new(&mut **tls).poll_read(cx, &mut buf)) {
+            Ok(()) => {}
+            // Reported once every decrypted byte was read: nothing filled.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !close_delimited => {}
+            Err(e) => return Poll::Ready(Err(e)),
+        }
         buf.filled().len()
     };
     // SAFETY: `poll_read` initialized the first `filled` bytes of the
     // spare capacity (a `ReadBuf` counts only what was written into it).
     unsafe { c.read_buf.set_len(c.read_buf.len() + filled) };
     Poll::Ready(Ok(filled))
-}
-
-/// Whether a read error of [`poll_fill`] is a TLS session ended by a FIN
-/// without `close_notify`: rustls reports it as `UnexpectedEof`, where a
-/// plain TCP read reports the FIN as 0 bytes. Where the framing says more
-/// bytes are due (a head begun, a body with a length or chunked), it is the
-/// same truncation as a plain FIN and is reported alike
-/// ([`ErrorKind::IncompleteResponse`], not a stale connection); only a
-/// close-delimited body needs `close_notify` to tell its end from a cut.
-pub(crate) fn is_tls_truncation(err: &std::io::Error) -> bool {
-    err.kind() == std::io::ErrorKind::UnexpectedEof
 }
 
 impl Drop for ResponseBody {

@@ -113,14 +113,11 @@ fn check_idle_tls(tls: &mut TlsStream) -> Result<(), EvictReason> {
         Poll::Pending => Ok(()),
         Poll::Ready(Ok(())) if buf.filled().is_empty() => Err(EvictReason::ServerClosed),
         Poll::Ready(Ok(())) => Err(EvictReason::UnexpectedData),
-        Poll::Ready(Err(e)) => Err(match e.kind() {
-            io::ErrorKind::UnexpectedEof => EvictReason::ServerClosed,
-            io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe => EvictReason::ServerReset,
-            io::ErrorKind::TimedOut => EvictReason::DeadPath,
-            _ => EvictReason::Unhealthy,
-        }),
+        // A FIN without `close_notify`; else as for plain TCP.
+        Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            Err(EvictReason::ServerClosed)
+        }
+        Poll::Ready(Err(e)) => Err(crate::tcp::judge_error(&e)),
     }
 }
 

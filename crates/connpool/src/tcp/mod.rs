@@ -306,12 +306,18 @@ pub(crate) fn judge_peek(peek: sys::Peek) -> Result<(), EvictReason> {
         sys::Peek::Empty => Ok(()),
         sys::Peek::Eof => Err(EvictReason::ServerClosed),
         sys::Peek::Data => Err(EvictReason::UnexpectedData),
-        sys::Peek::Error(e) => match e.kind() {
-            io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe => Err(EvictReason::ServerReset),
-            io::ErrorKind::TimedOut => Err(EvictReason::DeadPath),
-            _ => Err(EvictReason::Unhealthy),
-        },
+        sys::Peek::Error(e) => Err(judge_error(&e)),
+    }
+}
+
+/// The eviction reason of an error found on an idle connection: a reset,
+/// a dead path (the kernel gave up retransmitting), or anything else.
+pub(crate) fn judge_error(e: &io::Error) -> EvictReason {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => EvictReason::ServerReset,
+        io::ErrorKind::TimedOut => EvictReason::DeadPath,
+        _ => EvictReason::Unhealthy,
     }
 }
