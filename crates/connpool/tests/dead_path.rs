@@ -50,12 +50,46 @@ async fn until_forgotten(chain: &NetChain) -> Duration {
 }
 
 async fn post(client: &Client, server: &HttpServer, id: &str) -> Result<Response, Error> {
+    post_to(client, server, "/", id).await
+}
+
+async fn post_to(
+    client: &Client,
+    server: &HttpServer,
+    path: &str,
+    id: &str,
+) -> Result<Response, Error> {
     client
-        .post(server.url("/"))
+        .post(server.url(path))
         .header("x-request-id", id)
         .body("order")
         .send()
         .await
+}
+
+/// A GET of `/` with tracing on.
+async fn traced_get(client: &Client, server: &HttpServer) -> Response {
+    client
+        .get(server.url("/"))
+        .trace(true)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A client that resends a request the peer never acknowledged.
+fn resending_client() -> Client {
+    Client::builder()
+        .replay(ReplayPolicy::default().resend_unacknowledged(true))
+        .build()
+}
+
+/// A client with TCP keepalive `keepalive` and a 30 s pool idle timeout.
+fn keepalive_client(keepalive: TcpKeepalive) -> Client {
+    Client::builder()
+        .tcp_keepalive(Some(keepalive))
+        .pool_idle_timeout(Some(Duration::from_secs(30)))
+        .build()
 }
 
 fn retries(resp: &Response) -> Vec<ErrorKind> {
@@ -85,12 +119,7 @@ fn silent_drop_a_get_reused_after_the_flow_was_forgotten_is_resent_within_2s() {
             );
 
             let sent = Instant::now();
-            let resp = client
-                .get(server.url("/"))
-                .trace(true)
-                .send()
-                .await
-                .unwrap();
+            let resp = traced_get(&client, &server).await;
             let took = sent.elapsed();
             assert_eq!(resp.status(), 200);
             assert!(!resp.connection_reused(), "answered on a new connection");
@@ -136,9 +165,7 @@ fn silent_drop_a_post_fails_within_2s_saying_it_was_not_acknowledged() {
             assert_eq!(server.processed("POST", "p1"), 0);
 
             // With the opt-in the same POST is resent, and arrives once.
-            let resend = Client::builder()
-                .replay(ReplayPolicy::default().resend_unacknowledged(true))
-                .build();
+            let resend = resending_client();
             post(&resend, &server, "warm2").await.unwrap();
             until_forgotten(&chain).await;
             let sent = Instant::now();
@@ -161,12 +188,7 @@ fn reset_middlebox_a_get_is_resent_and_a_post_says_it_was_not_acknowledged() {
             warm(&client, &server).await;
             chain.forget_flows().unwrap();
             let sent = Instant::now();
-            let resp = client
-                .get(server.url("/"))
-                .trace(true)
-                .send()
-                .await
-                .unwrap();
+            let resp = traced_get(&client, &server).await;
             assert!(sent.elapsed() < WITHIN);
             assert_eq!(retries(&resp), vec![ErrorKind::ConnectionReset]);
             resp.bytes().await.unwrap();
@@ -182,9 +204,7 @@ fn reset_middlebox_a_get_is_resent_and_a_post_says_it_was_not_acknowledged() {
             assert_eq!(delivery.acknowledged, Acknowledged::No, "{err}");
             assert_eq!(server.processed("POST", "p1"), 0);
 
-            let resend = Client::builder()
-                .replay(ReplayPolicy::default().resend_unacknowledged(true))
-                .build();
+            let resend = resending_client();
             post(&resend, &server, "warm").await.unwrap();
             tokio::time::sleep(Duration::from_millis(100)).await;
             chain.forget_flows().unwrap();
@@ -231,7 +251,7 @@ fn a_server_that_processed_and_then_went_silent_gets_no_second_post() {
                 .response_header_timeout(Some(Duration::from_secs(2)))
                 .build();
             warm(&client, &server).await;
-            let request = post_slow(&client, &server);
+            let request = post_to(&client, &server, "/slow-headers?ms=1000", "gone");
             let cut = async {
                 while server.processed("POST", "gone") == 0 {
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -250,39 +270,22 @@ fn a_server_that_processed_and_then_went_silent_gets_no_second_post() {
         .unwrap();
 }
 
-async fn post_slow(client: &Client, server: &HttpServer) -> Result<Response, Error> {
-    client
-        .post(server.url("/slow-headers?ms=1000"))
-        .header("x-request-id", "gone")
-        .body("order")
-        .send()
-        .await
-}
-
 #[test]
 fn keepalive_keeps_an_idle_flow_remembered() {
     let (chain, server) = chain(Forgotten::Drop, Duration::from_secs(2));
     chain
         .client()
         .block_on(async {
-            let client = Client::builder()
-                .tcp_keepalive(Some(TcpKeepalive {
-                    idle: Duration::from_secs(1),
-                    interval: Duration::from_secs(1),
-                    retries: 3,
-                }))
-                .pool_idle_timeout(Some(Duration::from_secs(30)))
-                .build();
+            let client = keepalive_client(TcpKeepalive {
+                idle: Duration::from_secs(1),
+                interval: Duration::from_secs(1),
+                retries: 3,
+            });
             warm(&client, &server).await;
             // Twice the middlebox's timeout, idle but for the probes.
             tokio::time::sleep(Duration::from_secs(4)).await;
             assert!(!chain.tracked_flows().unwrap().is_empty());
-            let resp = client
-                .get(server.url("/"))
-                .trace(true)
-                .send()
-                .await
-                .unwrap();
+            let resp = traced_get(&client, &server).await;
             assert!(resp.connection_reused());
             assert!(retries(&resp).is_empty());
         })
@@ -300,22 +303,14 @@ fn keepalive_finds_a_dead_flow_before_checkout() {
                 interval: Duration::from_secs(1),
                 retries: 2,
             };
-            let client = Client::builder()
-                .tcp_keepalive(Some(keepalive))
-                .pool_idle_timeout(Some(Duration::from_secs(30)))
-                .build();
+            let client = keepalive_client(keepalive);
             warm(&client, &server).await;
             chain.forget_flows().unwrap();
             // The kernel fails the socket after idle + retries x interval
             // (the user timeout follows it); wait that, with a margin.
             tokio::time::sleep(keepalive.gives_up_after() + Duration::from_millis(1500)).await;
             let sent = Instant::now();
-            let resp = client
-                .get(server.url("/"))
-                .trace(true)
-                .send()
-                .await
-                .unwrap();
+            let resp = traced_get(&client, &server).await;
             assert!(
                 !resp.connection_reused(),
                 "the dead one was evicted at checkout"

@@ -10,29 +10,70 @@ use connpool_testkit::CloseMode;
 use connpool_testkit::http::{HttpCloseCause, HttpServer};
 
 mod common;
-use common::warm;
+use common::{traced_get, warm};
 
 /// The pool events a client's observer saw.
 type Events = common::Recorder<HostKey>;
-
-/// A GET with tracing on, its body read to the end: the whole trace,
-/// including what became of the connection.
-async fn traced_get(client: &Client, url: &str) -> connpool::http::RequestTrace {
-    let mut resp = client.get(url).trace(true).send().await.unwrap();
-    while resp.chunk().await.unwrap().is_some() {}
-    resp.trace().unwrap()
-}
 
 fn client_with(events: &Events) -> Client {
     Client::builder().observer(events.observer()).build()
 }
 
+/// A GET of `path` on `server`, sent (its body not read).
+async fn send_get(client: &Client, server: &HttpServer, path: &str) -> connpool::http::Response {
+    client.get(server.url(path)).send().await.unwrap()
+}
+
+/// A default server and a default client.
+fn server_and_client() -> (HttpServer, Client) {
+    (HttpServer::start_default().unwrap(), Client::new())
+}
+
+/// A default server and a client whose pool events are recorded.
+fn server_and_recorded_client() -> (HttpServer, Events, Client) {
+    let events = Events::default();
+    let client = client_with(&events);
+    (HttpServer::start_default().unwrap(), events, client)
+}
+
+/// Polls (up to 200 times, 5 ms apart) until `count` gives `expected`:
+/// the drain of a dropped body runs on a task of its own. The caller
+/// asserts the final count.
+async fn settle(count: impl Fn() -> usize, expected: usize) {
+    for _ in 0..200 {
+        if count() == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// 50 times: a GET answered `ok`, then the server closes the idle
+/// connection with `mode` (and says it closed one).
+async fn close_idle_after_each_get(client: &Client, server: &HttpServer, mode: CloseMode) {
+    for round in 0..50 {
+        let resp = send_get(client, server, "/").await;
+        assert_eq!(resp.text().await.unwrap(), "ok");
+        // The server closes the idle connection and tells us it did.
+        assert_eq!(server.close_idle(mode).await, 1, "round {round}");
+    }
+}
+
+/// An error after the request went out on the first attempt, on a new
+/// connection: it may have been processed.
+fn assert_processed_on_a_fresh_first_attempt(err: &connpool::Error) {
+    assert!(err.may_have_been_processed());
+    assert_eq!(
+        (err.attempts(), err.connection_reused()),
+        (Some(1), Some(false))
+    );
+}
+
 #[tokio::test]
 async fn get_reuses_one_connection() {
-    let server = HttpServer::start_default().unwrap();
-    let client = Client::new();
+    let (server, client) = server_and_client();
     for i in 0..5 {
-        let resp = client.get(server.url("/")).send().await.unwrap();
+        let resp = send_get(&client, &server, "/").await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.connection_reused(), i > 0);
         assert_eq!(resp.text().await.unwrap(), "ok");
@@ -45,14 +86,8 @@ async fn get_reuses_one_connection() {
 
 #[tokio::test]
 async fn the_connection_goes_back_at_the_end_of_the_body_while_the_response_is_held() {
-    let server = HttpServer::start_default().unwrap();
-    let events = Events::default();
-    let client = client_with(&events);
-    let mut resp = client
-        .get(server.url("/bytes/100000"))
-        .send()
-        .await
-        .unwrap();
+    let (server, events, client) = server_and_recorded_client();
+    let mut resp = send_get(&client, &server, "/bytes/100000").await;
     let mut total = 0;
     while let Some(chunk) = resp.chunk().await.unwrap() {
         total += chunk.len();
@@ -60,20 +95,15 @@ async fn the_connection_goes_back_at_the_end_of_the_body_while_the_response_is_h
     assert_eq!(total, 100_000);
     // Still holding `resp`: the connection is already idle in the pool.
     assert_eq!(events.returned(), 1);
-    let again = client.get(server.url("/")).send().await.unwrap();
+    let again = send_get(&client, &server, "/").await;
     assert!(again.connection_reused());
     drop(resp);
 }
 
 #[tokio::test]
 async fn chunked_bodies_and_trailers() {
-    let server = HttpServer::start_default().unwrap();
-    let client = Client::new();
-    let mut resp = client
-        .get(server.url("/chunked/2500"))
-        .send()
-        .await
-        .unwrap();
+    let (server, client) = server_and_client();
+    let mut resp = send_get(&client, &server, "/chunked/2500").await;
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.unwrap() {
         body.extend_from_slice(&chunk);
@@ -84,7 +114,7 @@ async fn chunked_bodies_and_trailers() {
         trailers["x-checksum"].to_str().unwrap(),
         connpool_testkit::http::checksum(&body).to_string()
     );
-    let again = client.get(server.url("/")).send().await.unwrap();
+    let again = send_get(&client, &server, "/").await;
     assert!(
         again.connection_reused(),
         "chunked end is a message boundary"
@@ -93,17 +123,12 @@ async fn chunked_bodies_and_trailers() {
 
 #[tokio::test]
 async fn head_204_304_and_interim_responses_have_no_body_and_keep_the_connection() {
-    let server = HttpServer::start_default().unwrap();
-    let client = Client::new();
+    let (server, client) = server_and_client();
     let resp = client.head(server.url("/bytes/1000")).send().await.unwrap();
     assert_eq!(resp.headers()["content-length"], "1000");
     assert!(resp.bytes().await.unwrap().is_empty());
     for code in [204, 304] {
-        let resp = client
-            .get(server.url(&format!("/status/{code}")))
-            .send()
-            .await
-            .unwrap();
+        let resp = send_get(&client, &server, &format!("/status/{code}")).await;
         assert_eq!(resp.status().as_u16(), code);
         assert!(resp.bytes().await.unwrap().is_empty());
     }
@@ -123,22 +148,16 @@ async fn head_204_304_and_interim_responses_have_no_body_and_keep_the_connection
 
 #[tokio::test]
 async fn close_delimited_bodies_are_read_to_the_close_and_not_reused() {
-    let server = HttpServer::start_default().unwrap();
-    let client = Client::new();
-    let resp = client
-        .get(server.url("/close-delimited/5000"))
-        .send()
-        .await
-        .unwrap();
+    let (server, client) = server_and_client();
+    let resp = send_get(&client, &server, "/close-delimited/5000").await;
     assert_eq!(resp.bytes().await.unwrap().len(), 5000);
-    let again = client.get(server.url("/")).send().await.unwrap();
+    let again = send_get(&client, &server, "/").await;
     assert!(!again.connection_reused());
 }
 
 #[tokio::test]
 async fn request_bodies_fixed_and_streamed() {
-    let server = HttpServer::start_default().unwrap();
-    let client = Client::new();
+    let (server, client) = server_and_client();
     let big = vec![b'x'; 100_000];
     let resp = client
         .put(server.url("/echo"))
@@ -158,16 +177,9 @@ async fn request_bodies_fixed_and_streamed() {
 
 #[tokio::test]
 async fn a_fin_on_an_idle_connection_is_never_seen_by_the_caller() {
-    let server = HttpServer::start_default().unwrap();
-    let events = Events::default();
-    let client = client_with(&events);
-    for round in 0..50 {
-        let resp = client.get(server.url("/")).send().await.unwrap();
-        assert_eq!(resp.text().await.unwrap(), "ok");
-        // The server closes the idle connection and tells us it did.
-        assert_eq!(server.close_idle(CloseMode::Fin).await, 1, "round {round}");
-    }
-    let resp = client.get(server.url("/")).send().await.unwrap();
+    let (server, events, client) = server_and_recorded_client();
+    close_idle_after_each_get(&client, &server, CloseMode::Fin).await;
+    let resp = send_get(&client, &server, "/").await;
     assert!(!resp.connection_reused());
     // Every close was found before reuse (peek) or retried; none surfaced.
     let retried_or_evicted = events.evicted(EvictReason::ServerClosed);
@@ -177,15 +189,9 @@ async fn a_fin_on_an_idle_connection_is_never_seen_by_the_caller() {
 
 #[tokio::test]
 async fn an_rst_on_an_idle_connection_is_never_seen_by_the_caller() {
-    let server = HttpServer::start_default().unwrap();
-    let events = Events::default();
-    let client = client_with(&events);
-    for round in 0..50 {
-        let resp = client.get(server.url("/")).send().await.unwrap();
-        assert_eq!(resp.text().await.unwrap(), "ok");
-        assert_eq!(server.close_idle(CloseMode::Rst).await, 1, "round {round}");
-    }
-    client.get(server.url("/")).send().await.unwrap();
+    let (server, events, client) = server_and_recorded_client();
+    close_idle_after_each_get(&client, &server, CloseMode::Rst).await;
+    send_get(&client, &server, "/").await;
     assert_eq!(events.evicted(EvictReason::ServerReset), 50);
 }
 
@@ -202,7 +208,7 @@ async fn an_unsolicited_408_makes_the_idle_connection_stale() {
     warm(&client, &server).await;
     let (_, _, cause) = server_events.next_closed().await.unwrap();
     assert_eq!(cause, HttpCloseCause::IdleTimeout);
-    let resp = client.get(server.url("/")).send().await.unwrap();
+    let resp = send_get(&client, &server, "/").await;
     assert_eq!(resp.status(), 200, "the 408 is not taken for the answer");
     assert!(!resp.connection_reused());
     assert_eq!(events.evicted(EvictReason::UnexpectedData), 1);
@@ -231,31 +237,12 @@ async fn the_learned_idle_timeout_expires_connections_before_the_server_does() {
 
 #[tokio::test]
 async fn keep_alive_hints_shorten_the_idle_deadline() {
-    let server = HttpServer::start_default().unwrap();
-    let client = Client::new();
-    // timeout=1 is within the 1 s margin: do not reuse.
-    let trace = traced_get(&client, &server.url("/keep-alive-hint?timeout=1")).await;
-    assert!(
-        trace.contains(|s| matches!(s, TraceStep::ConnClosed { .. })),
-        "{trace}"
-    );
-    // timeout=3: reused, with a deadline of 2 s.
-    let trace = traced_get(&client, &server.url("/keep-alive-hint?timeout=3")).await;
-    assert!(
-        trace.contains(|s| *s
-            == TraceStep::ConnReturned {
-                idle_deadline: Some(Duration::from_secs(2))
-            }),
-        "{trace}"
-    );
+    let (server, client) = server_and_client();
+    common::assert_keep_alive_hint_deadlines(&client, &server).await;
     // max=0: not reused.
-    let resp = client
-        .get(server.url("/keep-alive-hint?timeout=30&max=0"))
-        .send()
-        .await
-        .unwrap();
+    let resp = send_get(&client, &server, "/keep-alive-hint?timeout=30&max=0").await;
     resp.bytes().await.unwrap();
-    let resp = client.get(server.url("/")).send().await.unwrap();
+    let resp = send_get(&client, &server, "/").await;
     assert!(!resp.connection_reused());
 }
 
@@ -273,7 +260,7 @@ async fn a_client_told_to_ignore_keep_alive_hints_keeps_its_own_deadline() {
             }),
         "{trace}"
     );
-    let resp = client.get(server.url("/")).send().await.unwrap();
+    let resp = send_get(&client, &server, "/").await;
     assert!(resp.connection_reused());
 }
 
@@ -329,36 +316,22 @@ async fn keep_alive_off_uses_a_connection_per_request() {
 
 #[tokio::test]
 async fn a_body_closed_midway_is_an_incomplete_response() {
-    let server = HttpServer::start_default().unwrap();
-    let client = Client::new();
-    let resp = client
-        .get(server.url("/close-mid-body"))
-        .send()
-        .await
-        .unwrap();
+    let (server, client) = server_and_client();
+    let resp = send_get(&client, &server, "/close-mid-body").await;
     let err = resp.bytes().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::IncompleteResponse, "{err}");
-    assert!(err.may_have_been_processed());
-    assert_eq!(
-        (err.attempts(), err.connection_reused()),
-        (Some(1), Some(false))
-    );
-    let resp = client
-        .get(server.url("/truncated-chunked"))
-        .send()
-        .await
-        .unwrap();
+    assert_processed_on_a_fresh_first_attempt(&err);
+    let resp = send_get(&client, &server, "/truncated-chunked").await;
     let err = resp.bytes().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::IncompleteResponse, "{err}");
     // The client still works, on new connections.
-    let resp = client.get(server.url("/")).send().await.unwrap();
+    let resp = send_get(&client, &server, "/").await;
     assert!(!resp.connection_reused());
 }
 
 #[tokio::test]
 async fn malformed_responses_get_clear_errors() {
-    let server = HttpServer::start_default().unwrap();
-    let client = Client::new();
+    let (server, client) = server_and_client();
     for (path, kind) in [
         ("/garbage", ErrorKind::MalformedResponse),
         ("/garbage-status", ErrorKind::MalformedResponse),
@@ -439,8 +412,7 @@ async fn unreachable_hosts_and_bad_urls_say_nothing_was_sent() {
 
 #[tokio::test]
 async fn header_injection_is_refused_before_anything_is_sent() {
-    let server = HttpServer::start_default().unwrap();
-    let client = Client::new();
+    let (server, client) = server_and_client();
     let err = client
         .get(server.url("/"))
         .header("x-evil", "a\r\nx-injected: 1")
@@ -454,20 +426,13 @@ async fn header_injection_is_refused_before_anything_is_sent() {
 
 #[tokio::test]
 async fn a_dropped_body_is_drained_and_the_connection_reused() {
-    let server = HttpServer::start_default().unwrap();
-    let events = Events::default();
-    let client = client_with(&events);
-    let resp = client.get(server.url("/bytes/30000")).send().await.unwrap();
+    let (server, events, client) = server_and_recorded_client();
+    let resp = send_get(&client, &server, "/bytes/30000").await;
     drop(resp);
     // The drain runs on a task; wait for its verdict through the events.
-    for _ in 0..200 {
-        if events.returned() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    settle(|| events.returned(), 1).await;
     assert_eq!(events.returned(), 1);
-    let resp = client.get(server.url("/")).send().await.unwrap();
+    let resp = send_get(&client, &server, "/").await;
     assert!(resp.connection_reused());
 }
 
@@ -479,15 +444,11 @@ async fn a_dropped_body_too_large_to_drain_is_closed() {
         .observer(events.observer())
         .drain_max_bytes(1000)
         .build();
-    let resp = client
-        .get(server.url("/bytes/100000"))
-        .send()
-        .await
-        .unwrap();
+    let resp = send_get(&client, &server, "/bytes/100000").await;
     drop(resp);
     assert_eq!(events.closed(CloseReason::Discarded), 1);
     assert_eq!(client.stats().total.checked_out, 0);
-    let resp = client.get(server.url("/")).send().await.unwrap();
+    let resp = send_get(&client, &server, "/").await;
     assert!(!resp.connection_reused());
 }
 
@@ -502,16 +463,12 @@ async fn the_per_host_cap_queues_and_the_wait_deadline_is_kept() {
     // A body larger than one read: its connection stays checked out until
     // the body is read (a small body that arrives whole with its head
     // gives its connection back at once).
-    let held = client
-        .get(server.url("/bytes/1000000"))
-        .send()
-        .await
-        .unwrap();
+    let held = send_get(&client, &server, "/bytes/1000000").await;
     let err = client.get(server.url("/")).send().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PoolWaitTimeout, "{err}");
     assert!(!err.may_have_been_processed());
     held.bytes().await.unwrap();
-    client.get(server.url("/")).send().await.unwrap();
+    send_get(&client, &server, "/").await;
     assert_eq!(server.accepted(), 1);
 }
 
@@ -519,10 +476,10 @@ async fn the_per_host_cap_queues_and_the_wait_deadline_is_kept() {
 async fn a_body_that_arrived_with_its_head_frees_the_connection_before_it_is_read() {
     let server = HttpServer::start_default().unwrap();
     let client = Client::builder().max_conns_per_host(1).build();
-    let held = client.get(server.url("/bytes/10")).send().await.unwrap();
+    let held = send_get(&client, &server, "/bytes/10").await;
     assert_eq!(client.stats().total.checked_out, 0, "already returned");
     // The one connection serves the next request while `held` is unread.
-    let next = client.get(server.url("/bytes/3")).send().await.unwrap();
+    let next = send_get(&client, &server, "/bytes/3").await;
     assert!(next.connection_reused());
     assert_eq!(next.bytes().await.unwrap().len(), 3);
     let body = held.bytes().await.unwrap();
@@ -534,10 +491,10 @@ async fn a_body_that_arrived_with_its_head_frees_the_connection_before_it_is_rea
 async fn a_trace_tells_the_whole_story() {
     let server = HttpServer::start_default().unwrap();
     let client = Client::builder().trace_requests(true).build();
-    let resp = client.get(server.url("/")).send().await.unwrap();
+    let resp = send_get(&client, &server, "/").await;
     resp.bytes().await.unwrap();
     // No `.trace(true)`: the client's `trace_requests` turns it on.
-    let mut resp = client.get(server.url("/")).send().await.unwrap();
+    let mut resp = send_get(&client, &server, "/").await;
     while resp.chunk().await.unwrap().is_some() {}
     let trace = resp.trace().unwrap();
     let steps: Vec<&TraceStep> = trace.steps().iter().map(|(_, s)| s).collect();
@@ -571,15 +528,7 @@ async fn a_replayable_request_that_hits_the_race_is_retried_once_on_a_new_connec
                 .send()
                 .await
                 .unwrap_or_else(|e| panic!("{method} {mode}: {e}"));
-            assert_eq!(resp.status(), 200);
-            assert!(!resp.connection_reused(), "the retry used a new connection");
-            let trace = resp.trace().unwrap();
-            assert!(
-                trace.contains(|s| matches!(s, TraceStep::Retry { .. })),
-                "{trace}"
-            );
-            resp.bytes().await.unwrap();
-            assert_eq!(server.processed(method, &id), 1, "{method} {mode}");
+            common::assert_retried_once_on_a_new_connection(resp, &server, method, &id).await;
         }
         assert_eq!(server.vanished(), 5);
         assert!(server.duplicates().is_empty());
@@ -595,29 +544,14 @@ async fn a_post_that_hits_the_race_is_not_sent_twice_and_says_so() {
         let server = HttpServer::start_default().unwrap();
         let client = Client::new();
         warm(&client, &server).await;
-        let err = client
-            .post(server.url(&format!("/vanish-once/p?mode={mode}")))
-            .header("x-request-id", "order-1")
-            .body("pay 10")
-            .send()
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), kind, "{err}");
-        assert!(err.is_stale());
-        assert!(err.may_have_been_processed(), "bytes were written");
-        assert_eq!(err.connection_reused(), Some(true));
-        assert_eq!(err.attempts(), Some(1), "not retried");
-        assert_eq!(server.vanished(), 1);
-        assert_eq!(server.processed("POST", "order-1"), 0);
-        // One arrival only: accepted connections = the warm one.
-        assert_eq!(server.accepted(), 1);
+        let url = server.url(&format!("/vanish-once/p?mode={mode}"));
+        common::a_post_that_hits_the_race_is_not_resent(&client, url, &server, kind, mode).await;
     }
 }
 
 #[tokio::test]
 async fn an_idempotency_key_makes_a_post_replayable() {
-    let server = HttpServer::start_default().unwrap();
-    let client = Client::new();
+    let (server, client) = server_and_client();
     warm(&client, &server).await;
     let resp = client
         .post(server.url("/vanish-once/k"))
@@ -660,8 +594,7 @@ async fn the_replay_policy_is_configurable() {
 
 #[tokio::test]
 async fn a_streamed_body_is_never_sent_twice() {
-    let server = HttpServer::start_default().unwrap();
-    let client = Client::new();
+    let (server, client) = server_and_client();
     warm(&client, &server).await;
     let body =
         connpool::http::Body::from_stream(OneChunk(Some(bytes::Bytes::from_static(b"streamed"))));
@@ -701,8 +634,7 @@ impl http_body::Body for OneChunk {
 
 #[tokio::test]
 async fn a_failure_on_a_fresh_connection_is_not_retried() {
-    let server = HttpServer::start_default().unwrap();
-    let client = Client::new();
+    let (server, client) = server_and_client();
     // First request on a fresh connection: /close-mid-body fails after
     // response bytes; /never on a fresh connection with a short timeout.
     let client_short = Client::builder()
@@ -716,18 +648,13 @@ async fn a_failure_on_a_fresh_connection_is_not_retried() {
     assert_eq!(err.kind(), ErrorKind::ResponseHeaderTimeout);
     assert_eq!(err.connection_reused(), Some(false));
     assert_eq!(err.attempts(), Some(1));
-    let resp = client
-        .get(server.url("/close-mid-body"))
-        .send()
-        .await
-        .unwrap();
+    let resp = send_get(&client, &server, "/close-mid-body").await;
     assert!(resp.bytes().await.is_err());
 }
 
 #[tokio::test]
 async fn a_request_saying_connection_close_is_not_reused() {
-    let server = HttpServer::start_default().unwrap();
-    let client = Client::new();
+    let (server, client) = server_and_client();
     let resp = client
         .get(server.url("/"))
         .header("connection", "close")
@@ -735,15 +662,14 @@ async fn a_request_saying_connection_close_is_not_reused() {
         .await
         .unwrap();
     resp.bytes().await.unwrap();
-    let resp = client.get(server.url("/")).send().await.unwrap();
+    let resp = send_get(&client, &server, "/").await;
     assert!(!resp.connection_reused());
     assert_eq!(server.accepted(), 2);
 }
 
 #[tokio::test]
 async fn http_request_values_and_json() {
-    let server = HttpServer::start_default().unwrap();
-    let client = Client::new();
+    let (server, client) = server_and_client();
     let request = http::Request::builder()
         .method("POST")
         .uri(server.url("/echo"))
@@ -779,7 +705,7 @@ async fn connections_past_their_lifetime_are_not_reused() {
         .build();
     warm(&client, &server).await;
     tokio::time::sleep(Duration::from_millis(80)).await;
-    let resp = client.get(server.url("/")).send().await.unwrap();
+    let resp = send_get(&client, &server, "/").await;
     assert!(!resp.connection_reused());
     assert_eq!(events.evicted(EvictReason::MaxLifetime), 1);
 }
@@ -824,8 +750,7 @@ async fn a_write_into_a_connection_the_server_reset_is_a_broken_pipe_or_reset() 
     // The server refuses a body over 64 MiB after reading only the head,
     // and closes with the rest unread: its kernel answers our remaining
     // bytes with an RST, and our next writes fail.
-    let server = HttpServer::start_default().unwrap();
-    let client = Client::new();
+    let (server, client) = server_and_client();
     let err = client
         .post(server.url("/echo"))
         .body(vec![b'x'; 80 << 20])
@@ -840,11 +765,7 @@ async fn a_write_into_a_connection_the_server_reset_is_a_broken_pipe_or_reset() 
         "{err}"
     );
     assert!(err.is_stale());
-    assert!(err.may_have_been_processed());
-    assert_eq!(
-        (err.attempts(), err.connection_reused()),
-        (Some(1), Some(false))
-    );
+    assert_processed_on_a_fresh_first_attempt(&err);
 }
 
 #[tokio::test]
@@ -873,20 +794,13 @@ async fn the_last_request_of_a_connection_keeps_its_body_when_it_gains_connectio
 
 #[tokio::test]
 async fn a_dropped_body_whose_drain_fails_is_closed_never_returned() {
-    let server = HttpServer::start_default().unwrap();
-    let events = Events::default();
-    let client = client_with(&events);
+    let (server, events, client) = server_and_recorded_client();
     for path in ["/truncated-chunked", "/close-mid-body"] {
-        let resp = client.get(server.url(path)).send().await.unwrap();
+        let resp = send_get(&client, &server, path).await;
         drop(resp); // the drain task meets the truncation
     }
     // Wait for the drain tasks' verdicts through the events.
-    for _ in 0..200 {
-        if events.closed(CloseReason::Discarded) == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    settle(|| events.closed(CloseReason::Discarded), 2).await;
     assert_eq!(events.closed(CloseReason::Discarded), 2);
     assert_eq!(
         events.returned(),

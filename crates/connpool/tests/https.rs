@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use connpool::http::{Client, HostKey, TraceStep};
+use connpool::http::{Client, HostKey};
 use connpool::tls::TlsConfig;
 use connpool::{ErrorKind, EvictReason};
 use connpool_testkit::CloseMode;
@@ -61,12 +61,16 @@ async fn get_ok(client: &Client, url: &str) -> connpool::http::Response {
     resp
 }
 
+/// [`get_ok`], its body read to the end.
+async fn get_ok_read(client: &Client, url: &str) {
+    get_ok(client, url).await.bytes().await.unwrap();
+}
+
 // ---- HTTPS works, verification on -------------------------------------
 
 #[tokio::test]
 async fn a_valid_chain_serves_requests_and_the_connection_is_reused() {
-    let (ca, cert) = ca_and_cert();
-    let server = start(HttpServer::builder(), ServerTls::from_cert(&cert));
+    let (server, ca) = tls_server(HttpServer::builder());
     let events = Events::default();
     let client = client_trusting(&ca, &events);
     for i in 0..3 {
@@ -167,7 +171,7 @@ async fn a_required_client_certificate_is_presented_when_configured() {
     // Without one: the server refuses the handshake. Under TLS 1.3 the
     // refusal comes at the first read, after the request was written; it
     // was not processed all the same.
-    let client = Client::builder().tls(trusting(&ca)).build();
+    let client = tls_client(&ca).build();
     let err = client
         .post(localhost(&server, "/echo"))
         .body("x")
@@ -200,11 +204,7 @@ async fn a_required_client_certificate_is_presented_when_configured() {
 /// with `mode`; the next request must get a new connection, never an
 /// error, and the pool must have evicted every closed one for `reason`.
 async fn idle_closes_are_never_seen(tls_close: TlsClose, mode: CloseMode, reason: EvictReason) {
-    let (ca, cert) = ca_and_cert();
-    let server = start(
-        HttpServer::builder(),
-        ServerTls::from_cert(&cert).close(tls_close),
-    );
+    let (server, ca) = tls_server_closing(HttpServer::builder(), tls_close);
     let events = Events::default();
     let client = client_trusting(&ca, &events);
     let rounds = 10;
@@ -255,15 +255,10 @@ async fn session_tickets_do_not_make_an_idle_connection_stale() {
     // TLS 1.3 servers send session tickets after the handshake; they may
     // wait unread on an idle connection. The check reads them through TLS
     // and keeps the connection.
-    let (ca, cert) = ca_and_cert();
-    let server = start(HttpServer::builder(), ServerTls::from_cert(&cert));
+    let (server, ca) = tls_server(HttpServer::builder());
     let events = Events::default();
     let client = client_trusting(&ca, &events);
-    get_ok(&client, &localhost(&server, "/"))
-        .await
-        .bytes()
-        .await
-        .unwrap();
+    get_ok_read(&client, &localhost(&server, "/")).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let resp = get_ok(&client, &localhost(&server, "/")).await;
     assert!(resp.connection_reused());
@@ -287,20 +282,12 @@ async fn a_replayable_request_that_hits_the_race_over_tls_is_retried_once() {
         (TlsClose::BareFin, "fin"),
         (TlsClose::CloseNotify, "rst"),
     ] {
-        let (ca, cert) = ca_and_cert();
-        let server = start(
-            HttpServer::builder(),
-            ServerTls::from_cert(&cert).close(tls_close),
-        );
+        let (server, ca) = tls_server_closing(HttpServer::builder(), tls_close);
         let client = Client::builder()
             .tls(trusting(&ca))
             .trace_requests(true)
             .build();
-        get_ok(&client, &localhost(&server, "/"))
-            .await
-            .bytes()
-            .await
-            .unwrap();
+        get_ok_read(&client, &localhost(&server, "/")).await;
         let id = format!("{tls_close:?}-{mode}");
         let resp = client
             .get(localhost(&server, &format!("/vanish-once/g?mode={mode}")))
@@ -308,16 +295,8 @@ async fn a_replayable_request_that_hits_the_race_over_tls_is_retried_once() {
             .send()
             .await
             .unwrap_or_else(|e| panic!("{id}: {e}"));
-        assert_eq!(resp.status(), 200);
-        assert!(!resp.connection_reused(), "{id}: the retry used a new one");
-        let trace = resp.trace().unwrap();
-        assert!(
-            trace.contains(|s| matches!(s, TraceStep::Retry { .. })),
-            "{id}: {trace}"
-        );
-        resp.bytes().await.unwrap();
+        common::assert_retried_once_on_a_new_connection(resp, &server, "GET", &id).await;
         assert_eq!(server.vanished(), 1, "{id}");
-        assert_eq!(server.processed("GET", &id), 1, "{id}");
     }
 }
 
@@ -328,33 +307,12 @@ async fn a_post_that_hits_the_race_over_tls_is_not_sent_twice_and_says_so() {
         (TlsClose::BareFin, "fin", ErrorKind::UnexpectedEof),
         (TlsClose::CloseNotify, "rst", ErrorKind::ConnectionReset),
     ] {
-        let (ca, cert) = ca_and_cert();
-        let server = start(
-            HttpServer::builder(),
-            ServerTls::from_cert(&cert).close(tls_close),
-        );
-        let client = Client::builder().tls(trusting(&ca)).build();
-        get_ok(&client, &localhost(&server, "/"))
-            .await
-            .bytes()
-            .await
-            .unwrap();
-        let err = client
-            .post(localhost(&server, &format!("/vanish-once/p?mode={mode}")))
-            .header("x-request-id", "order-1")
-            .body("pay 10")
-            .send()
-            .await
-            .unwrap_err();
+        let (server, ca) = tls_server_closing(HttpServer::builder(), tls_close);
+        let client = tls_client(&ca).build();
+        get_ok_read(&client, &localhost(&server, "/")).await;
+        let url = localhost(&server, &format!("/vanish-once/p?mode={mode}"));
         let what = format!("{tls_close:?} {mode}");
-        assert_eq!(err.kind(), kind, "{what}: {err}");
-        assert!(err.is_stale(), "{what}");
-        assert!(err.may_have_been_processed(), "{what}: bytes were written");
-        assert_eq!(err.connection_reused(), Some(true), "{what}");
-        assert_eq!(err.attempts(), Some(1), "{what}: not retried");
-        assert_eq!(server.vanished(), 1, "{what}");
-        assert_eq!(server.processed("POST", "order-1"), 0, "{what}");
-        assert_eq!(server.accepted(), 1, "{what}");
+        common::a_post_that_hits_the_race_is_not_resent(&client, url, &server, kind, &what).await;
     }
 }
 
@@ -383,9 +341,8 @@ async fn key_scheme_plain_and_tls_never_share_a_connection() {
 
     // https then http to one TLS server: the plain request must not ride
     // the TLS connection either.
-    let (ca, cert) = ca_and_cert();
-    let server = start(HttpServer::builder(), ServerTls::from_cert(&cert));
-    let client = Client::builder().tls(trusting(&ca)).build();
+    let (server, ca) = tls_server(HttpServer::builder());
+    let client = tls_client(&ca).build();
     let https_url = server.url("/");
     get_ok(&client, &https_url).await.bytes().await.unwrap();
     let http_url = https_url.replacen("https://", "http://", 1);
@@ -407,8 +364,7 @@ async fn key_tls_identity_another_root_store_never_reuses_a_connection() {
     // The first request trusts the server's CA; the second trusts another
     // CA only and must fail verification on a new connection, not reuse
     // the first one's (CVE-2021-22924).
-    let (ca, cert) = ca_and_cert();
-    let server = start(HttpServer::builder(), ServerTls::from_cert(&cert));
+    let (server, ca) = tls_server(HttpServer::builder());
     let client = Client::new();
     let url = localhost(&server, "/");
     get_ok_with(&client, &url, trusting(&ca)).await;
@@ -488,21 +444,12 @@ async fn key_tls_identity_verification_off_never_serves_a_verifying_request() {
 async fn key_host_each_sni_name_gets_its_own_connection() {
     // One server, reached as `localhost` and as `127.0.0.1`: two
     // handshakes, one with SNI `localhost`, one without SNI (an IP).
-    let (ca, cert) = ca_and_cert();
-    let server = start(HttpServer::builder(), ServerTls::from_cert(&cert));
+    let (server, ca) = tls_server(HttpServer::builder());
     let events = Events::default();
     let client = client_trusting(&ca, &events);
     for _ in 0..2 {
-        get_ok(&client, &localhost(&server, "/"))
-            .await
-            .bytes()
-            .await
-            .unwrap();
-        get_ok(&client, &server.url("/"))
-            .await
-            .bytes()
-            .await
-            .unwrap();
+        get_ok_read(&client, &localhost(&server, "/")).await;
+        get_ok_read(&client, &server.url("/")).await;
     }
     let mut names: Vec<_> = server
         .tls_sessions()
@@ -520,12 +467,8 @@ async fn a_close_delimited_body_needs_close_notify_to_end() {
     // With `close_notify` the close is the body's end; a bare FIN could be
     // a truncation and is an error.
     for (tls_close, complete) in [(TlsClose::CloseNotify, true), (TlsClose::BareFin, false)] {
-        let (ca, cert) = ca_and_cert();
-        let server = start(
-            HttpServer::builder(),
-            ServerTls::from_cert(&cert).close(tls_close),
-        );
-        let client = Client::builder().tls(trusting(&ca)).build();
+        let (server, ca) = tls_server_closing(HttpServer::builder(), tls_close);
+        let client = tls_client(&ca).build();
         let resp = get_ok(&client, &localhost(&server, "/close-delimited/5000")).await;
         let body = resp.bytes().await;
         match body {
@@ -615,7 +558,7 @@ async fn close_after_n_without_connection_close_never_surfaces_over_tls() {
 async fn max_requests_with_connection_close_is_honoured_over_tls() {
     let (server, ca) = tls_server(HttpServer::builder().max_requests(2));
     let events = Events::default();
-    let client = tls_client(&ca).observer(events.observer()).build();
+    let client = client_trusting(&ca, &events);
     for i in 0..6 {
         let resp = get_ok(&client, &server.url("/")).await;
         assert_eq!(resp.connection_reused(), i % 2 == 1, "request {i}");
@@ -630,41 +573,16 @@ async fn max_requests_with_connection_close_is_honoured_over_tls() {
     );
 }
 
-/// A GET with tracing on, its body read to the end: the whole trace.
-async fn traced_get(client: &Client, url: &str) -> connpool::http::RequestTrace {
-    let mut resp = client.get(url).trace(true).send().await.unwrap();
-    while resp.chunk().await.unwrap().is_some() {}
-    resp.trace().unwrap()
-}
-
 #[tokio::test]
 async fn keep_alive_hints_shorten_the_idle_deadline_over_tls() {
     let (server, ca) = tls_server(HttpServer::builder());
     let client = tls_client(&ca).build();
-    // timeout=1 is within the 1 s margin: not reused.
-    let trace = traced_get(&client, &server.url("/keep-alive-hint?timeout=1")).await;
-    assert!(
-        trace.contains(|s| matches!(s, TraceStep::ConnClosed { .. })),
-        "{trace}"
-    );
-    // timeout=3: reused, with a deadline of 2 s.
-    let trace = traced_get(&client, &server.url("/keep-alive-hint?timeout=3")).await;
-    assert!(
-        trace.contains(|s| *s
-            == TraceStep::ConnReturned {
-                idle_deadline: Some(Duration::from_secs(2))
-            }),
-        "{trace}"
-    );
+    common::assert_keep_alive_hint_deadlines(&client, &server).await;
     let resp = get_ok(&client, &server.url("/")).await;
     assert!(resp.connection_reused());
     resp.bytes().await.unwrap();
     // max=0: not reused.
-    get_ok(&client, &server.url("/keep-alive-hint?timeout=30&max=0"))
-        .await
-        .bytes()
-        .await
-        .unwrap();
+    get_ok_read(&client, &server.url("/keep-alive-hint?timeout=30&max=0")).await;
     let resp = get_ok(&client, &server.url("/")).await;
     assert!(!resp.connection_reused());
     assert_eq!(server.accepted(), 3);
@@ -682,7 +600,7 @@ async fn the_learned_idle_timeout_is_dated_by_the_tcp_socket_under_tls() {
         );
         let mut server_events = server.events();
         let events = Events::default();
-        let client = tls_client(&ca).observer(events.observer()).build();
+        let client = client_trusting(&ca, &events);
         common::warm(&client, &server).await;
         server_events.next_closed().await.unwrap();
         // Dated by the FIN, not by when the checkout found it.
@@ -717,7 +635,7 @@ async fn an_unsolicited_408_makes_the_idle_connection_stale_over_tls() {
     );
     let mut server_events = server.events();
     let events = Events::default();
-    let client = tls_client(&ca).observer(events.observer()).build();
+    let client = client_trusting(&ca, &events);
     common::warm(&client, &server).await;
     server_events.next_closed().await.unwrap();
     let resp = get_ok(&client, &server.url("/")).await;
@@ -740,7 +658,7 @@ async fn a_body_closed_midway_over_tls_is_an_incomplete_response() {
     for tls_close in [TlsClose::CloseNotify, TlsClose::BareFin] {
         let (server, ca) = tls_server_closing(HttpServer::builder(), tls_close);
         let events = Events::default();
-        let client = tls_client(&ca).observer(events.observer()).build();
+        let client = client_trusting(&ca, &events);
         for path in ["/close-mid-body", "/truncated-chunked"] {
             let what = format!("{tls_close:?} {path}");
             let resp = get_ok(&client, &server.url(path)).await;
@@ -875,7 +793,7 @@ async fn malformed_responses_over_tls_get_clear_errors() {
 async fn a_dropped_body_is_drained_through_tls_and_the_connection_reused() {
     let (server, ca) = tls_server(HttpServer::builder());
     let events = Events::default();
-    let client = tls_client(&ca).observer(events.observer()).build();
+    let client = client_trusting(&ca, &events);
     // Larger than a TLS record (16 KiB), within the drain's limit (64 KiB):
     // the drain reads several records through rustls.
     let resp = get_ok(&client, &server.url("/bytes/30000")).await;
@@ -891,7 +809,7 @@ async fn a_dropped_body_is_drained_through_tls_and_the_connection_reused() {
 async fn a_dropped_body_whose_drain_fails_over_tls_is_closed_never_returned() {
     let (server, ca) = tls_server(HttpServer::builder());
     let events = Events::default();
-    let client = tls_client(&ca).observer(events.observer()).build();
+    let client = client_trusting(&ca, &events);
     for path in ["/truncated-chunked", "/close-mid-body"] {
         drop(get_ok(&client, &server.url(path)).await);
     }
@@ -921,6 +839,10 @@ async fn the_per_host_cap_queues_and_the_wait_deadline_is_kept_over_tls() {
     assert_eq!(server.accepted(), 1);
     assert_eq!(server.tls_sessions().len(), 1);
 }
+
+/// A TLS server presenting `cert` that answers every request with a
+/// `total`-byte `200` followed, in the same write (one TLS record), by
+/// `stray` bytes nobody asked for, then keeps the connection open.
 async fn stray_after_response_server(
     cert: &IssuedCert,
     total: usize,

@@ -207,3 +207,91 @@ pub async fn warm(client: &connpool::http::Client, server: &connpool_testkit::ht
     let resp = client.get(server.url("/")).send().await.unwrap();
     resp.bytes().await.unwrap();
 }
+
+/// A GET with tracing on, its body read to the end: the whole trace,
+/// including what became of the connection.
+pub async fn traced_get(
+    client: &connpool::http::Client,
+    url: &str,
+) -> connpool::http::RequestTrace {
+    let mut resp = client.get(url).trace(true).send().await.unwrap();
+    while resp.chunk().await.unwrap().is_some() {}
+    resp.trace().unwrap()
+}
+
+/// The `Keep-Alive` hints through `server`'s `/keep-alive-hint` route:
+/// `timeout=1` is within the 1 s margin, so the connection is closed;
+/// `timeout=3` returns it with an idle deadline of 2 s.
+pub async fn assert_keep_alive_hint_deadlines(
+    client: &connpool::http::Client,
+    server: &connpool_testkit::http::HttpServer,
+) {
+    use connpool::http::TraceStep;
+    // timeout=1 is within the 1 s margin: not reused.
+    let trace = traced_get(client, &server.url("/keep-alive-hint?timeout=1")).await;
+    assert!(
+        trace.contains(|s| matches!(s, TraceStep::ConnClosed { .. })),
+        "{trace}"
+    );
+    // timeout=3: reused, with a deadline of 2 s.
+    let trace = traced_get(client, &server.url("/keep-alive-hint?timeout=3")).await;
+    assert!(
+        trace.contains(|s| *s
+            == TraceStep::ConnReturned {
+                idle_deadline: Some(std::time::Duration::from_secs(2))
+            }),
+        "{trace}"
+    );
+}
+
+/// A POST (`x-request-id: order-1`) to `url`, a `/vanish-once/p` route on
+/// a warmed connection to `server`: the server drops it unanswered. It
+/// must fail with `kind`, saying it may have been processed, and must not
+/// be sent again. `what` names the case in the messages.
+pub async fn a_post_that_hits_the_race_is_not_resent(
+    client: &connpool::http::Client,
+    url: String,
+    server: &connpool_testkit::http::HttpServer,
+    kind: ErrorKind,
+    what: &str,
+) {
+    let err = client
+        .post(url)
+        .header("x-request-id", "order-1")
+        .body("pay 10")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), kind, "{what}: {err}");
+    assert!(err.is_stale(), "{what}");
+    assert!(err.may_have_been_processed(), "{what}: bytes were written");
+    assert_eq!(err.connection_reused(), Some(true), "{what}");
+    assert_eq!(err.attempts(), Some(1), "{what}: not retried");
+    assert_eq!(server.vanished(), 1, "{what}");
+    assert_eq!(server.processed("POST", "order-1"), 0, "{what}");
+    // One arrival only: accepted connections = the warm one.
+    assert_eq!(server.accepted(), 1, "{what}");
+}
+
+/// `resp` answered a replayable request (`x-request-id: id`) that hit the
+/// stale-connection race: it was retried once, on a new connection, and
+/// the server processed it once.
+pub async fn assert_retried_once_on_a_new_connection(
+    resp: connpool::http::Response,
+    server: &connpool_testkit::http::HttpServer,
+    method: &str,
+    id: &str,
+) {
+    assert_eq!(resp.status(), 200);
+    assert!(
+        !resp.connection_reused(),
+        "{id}: the retry used a new connection"
+    );
+    let trace = resp.trace().unwrap();
+    assert!(
+        trace.contains(|s| matches!(s, connpool::http::TraceStep::Retry { .. })),
+        "{id}: {trace}"
+    );
+    resp.bytes().await.unwrap();
+    assert_eq!(server.processed(method, id), 1, "{id}");
+}
